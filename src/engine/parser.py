@@ -1,0 +1,545 @@
+"""Segment text → IR, syntax only (no schema needed).
+
+One LALR parser, built on first use, runs the `_ToIR` callbacks as it reduces (no parse tree
+is built: about twice as fast). Spans come from the tokens. Lark's exceptions never leave this
+module: they become `SegmentSyntaxError`s that say what was expected, in words.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import math
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from lark import Lark, Token, Transformer
+from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+
+from engine import ir
+from engine.errors import SegmentSyntaxError, Span
+from engine.grammar import grammar_text
+
+__all__ = ["MAX_DEPTH", "parse"]
+
+MAX_DEPTH = 200
+"""Deepest nesting accepted; deeper text is refused rather than overflowing Python's stack."""
+
+
+def parse(text: str) -> ir.Expr:
+    """Parse one segment definition into IR.
+
+    >>> parse('homeAddress.countryCode = "US"')
+    Compare(op='=', left=Path(parts=('homeAddress', 'countryCode')), right=Literal(value='US', kind=<LitKind.STRING: 'string'>))
+
+    Raises:
+        SegmentSyntaxError: with ``line``, ``column`` and a message saying what was expected.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"parse() takes segment text (str), not {type(text).__name__}")
+    if not text.strip():
+        raise SegmentSyntaxError("empty definition: write a condition such as age > 30", None, text)
+    _check_nesting(text)
+    try:
+        tree = _parser().parse(text)
+    except SegmentSyntaxError as e:
+        raise e.with_source(text) from None
+    except UnexpectedInput as e:
+        raise _friendly(e, text) from None
+    except LarkError as e:  # pragma: no cover - lark reports everything above as UnexpectedInput
+        raise SegmentSyntaxError(f"cannot parse: {e}", None, text) from None
+    assert isinstance(tree, ir.Expr)
+    if _depth(tree) > MAX_DEPTH:
+        raise SegmentSyntaxError(
+            f"expression nests more than {MAX_DEPTH} levels deep", Span.at(text, 0), text
+        )
+    return tree
+
+
+@functools.cache
+def _parser() -> Lark:
+    return Lark(
+        grammar_text(),
+        parser="lalr",
+        lexer="contextual",
+        transformer=_ToIR(),
+        maybe_placeholders=True,
+        propagate_positions=False,
+    )
+
+
+# ---------------------------------------------------------------- spans
+
+
+def _item_bounds(item: Any) -> tuple[Span, Span] | None:
+    if isinstance(item, Token):
+        s = Span(item.start_pos or 0, item.end_pos or 0, item.line or 1, item.column or 1)
+        return s, s
+    if isinstance(item, ir.Node):
+        return (item.span, item.span) if item.span else None
+    if isinstance(item, (list, tuple)):
+        bounds = [b for b in map(_item_bounds, item) if b]
+        return (bounds[0][0], bounds[-1][1]) if bounds else None
+    return None
+
+
+def _span(*items: Any) -> Span | None:
+    bounds = [b for b in map(_item_bounds, items) if b]
+    if not bounds:
+        return None
+    first, last = bounds[0][0], bounds[-1][1]
+    return Span(first.start, last.end, first.line, first.column)
+
+
+def _error(message: str, *items: Any, hint: str | None = None) -> SegmentSyntaxError:
+    return SegmentSyntaxError(message, _span(*items), hint=hint)
+
+
+# ---------------------------------------------------------------- literals
+
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "0": "\0"}
+_ESCAPE_RE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)", re.DOTALL)
+
+
+def _unescape(body: str) -> str:
+    def one(m: re.Match[str]) -> str:
+        esc = m.group(1)
+        if esc[0] == "u" and len(esc) == 5:
+            return chr(int(esc[1:], 16))
+        if esc in _ESCAPES:
+            return _ESCAPES[esc]
+        if esc in "\"'\\/":
+            return esc
+        # PQL regexes are often written with single backslashes ("@(\w+)"): keep them.
+        return "\\" + esc
+
+    return _ESCAPE_RE.sub(one, body)
+
+
+_TS_RE = re.compile(
+    r"@(\d{4})-(\d{2})-(\d{2})"
+    r"(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?"
+    r"(Z|[+-]\d{2}:?\d{2})?$"
+)
+
+
+def _timestamp_ms(tok: Token) -> int:
+    m = _TS_RE.match(tok)
+    if not m:  # pragma: no cover - the terminal's regex is the same
+        raise _error(f"malformed timestamp {tok}", tok)
+    y, mo, d, h, mi, s, frac, tz = m.groups()
+    if frac and int(frac[3:] or "0"):
+        raise _error(
+            f"timestamp {tok} is more precise than a millisecond",
+            tok,
+            hint="pqlite keeps timestamps in whole milliseconds: use at most 3 fractional digits",
+        )
+    offset = dt.timedelta(0)
+    if tz and tz != "Z":
+        sign = -1 if tz[0] == "-" else 1
+        digits = tz[1:].replace(":", "")
+        offset = sign * dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+    try:
+        value = dt.datetime(
+            int(y), int(mo), int(d), int(h or 0), int(mi or 0), int(s or 0),
+            int((frac or "0").ljust(3, "0")[:3]) * 1000, tzinfo=dt.timezone(offset),
+        )
+    except ValueError as e:
+        raise _error(f"invalid timestamp {tok}: {e}", tok) from None
+    return round(value.timestamp() * 1000)
+
+
+def _number(tok: Token) -> ir.Literal:
+    text = str(tok)
+    if re.fullmatch(r"\d+", text):
+        return ir.Literal(int(text), ir.LitKind.INT, span=_span(tok))
+    value = float(text)
+    if not math.isfinite(value):
+        raise _error(f"number {text} is out of range", tok)
+    return ir.Literal(value, ir.LitKind.FLOAT, span=_span(tok))
+
+
+def _whole_number(tok: Token, what: str) -> int:
+    if not re.fullmatch(r"\d+", str(tok)):
+        raise _error(f"{what} must be a whole number, not {tok}", tok)
+    return int(tok)
+
+
+# ---------------------------------------------------------------- tree → IR
+
+
+def _nodes(children: Iterable[Any]) -> list[Any]:
+    return [c for c in children if c is not None and not isinstance(c, Token)]
+
+
+class _ToIR(Transformer[Token, ir.Expr]):
+    """Callbacks named after the grammar's rules and aliases; each returns an IR node."""
+
+    # --- logic
+    def or_(self, c: list[Any]) -> ir.Expr:
+        return ir.Or(_flat(ir.Or, c[0], c[2]), span=_span(c))
+
+    def and_(self, c: list[Any]) -> ir.Expr:
+        return ir.And(_flat(ir.And, c[0], c[2]), span=_span(c))
+
+    def not_(self, c: list[Any]) -> ir.Expr:
+        return ir.Not(c[1], span=_span(c))
+
+    def quantified(self, c: list[Any]) -> ir.Expr:
+        q = ir.Quantifier(c[0].lower())
+        return ir.Select(q, tuple(c[1:]), span=_span(c))
+
+    def clause(self, c: list[Any]) -> ir.Clause:
+        name, rest = c[0], _nodes(c[1:])
+        cond = rest[1] if len(rest) > 1 else None
+        return ir.Clause(str(name), rest[0], cond, span=_span(c))
+
+    # --- predicates
+    def compare(self, c: list[Any]) -> ir.Expr:
+        return ir.Compare(str(c[1]), c[0], c[2], span=_span(c))
+
+    def double_equals(self, c: list[Any]) -> ir.Expr:
+        raise _error("'==' is not an operator", c[1], hint="write a single '=' to test equality")
+
+    def in_(self, c: list[Any]) -> ir.Expr:
+        return ir.Call("in", (c[0], c[2]), span=_span(c))
+
+    def not_in(self, c: list[Any]) -> ir.Expr:
+        return ir.Call("notIn", (c[0], c[2]), span=_span(c))
+
+    def like(self, c: list[Any]) -> ir.Expr:
+        return ir.Call("like", (c[0], c[2]), span=_span(c))
+
+    def matches(self, c: list[Any]) -> ir.Expr:
+        return ir.Call("matches", (c[0], c[2]), span=_span(c))
+
+    def occurs(self, c: list[Any]) -> ir.Expr:
+        return ir.Occurs(c[0], c[2], span=_span(c))
+
+    # --- arithmetic
+    def arith(self, c: list[Any]) -> ir.Expr:
+        return ir.Arith(str(c[1]), c[0], c[2], span=_span(c))
+
+    def neg(self, c: list[Any]) -> ir.Expr:
+        arg = c[0]
+        if isinstance(arg, ir.Literal) and arg.kind in (ir.LitKind.INT, ir.LitKind.FLOAT):
+            assert isinstance(arg.value, (int, float))
+            return ir.Literal(-arg.value, arg.kind, span=_span(arg))
+        return ir.Neg(arg, span=_span(arg))
+
+    # --- postfix
+    def member(self, c: list[Any]) -> ir.Expr:
+        obj, name = c[0], str(c[1])
+        if isinstance(obj, ir.Path):
+            return ir.Path((*obj.parts, name), span=_span(c))
+        return ir.Member(obj, name, span=_span(c))
+
+    def method(self, c: list[Any]) -> ir.Expr:
+        receiver, name, args = c[0], c[1], c[2] or ()
+        return ir.Call(str(name), (receiver, *args), span=_span(receiver, name, args))
+
+    def filter(self, c: list[Any]) -> ir.Expr:
+        return ir.Filter(c[0], c[1], span=_span(c))
+
+    # --- atoms
+    def number(self, c: list[Any]) -> ir.Expr:
+        return _number(c[0])
+
+    def string(self, c: list[Any]) -> ir.Expr:
+        return ir.Literal(_unescape(c[0][1:-1]), ir.LitKind.STRING, span=_span(c))
+
+    def timestamp(self, c: list[Any]) -> ir.Expr:
+        return ir.Literal(_timestamp_ms(c[0]), ir.LitKind.TIMESTAMP, span=_span(c))
+
+    def true(self, c: list[Any]) -> ir.Expr:
+        return ir.Literal(True, ir.LitKind.BOOL, span=_span(c))
+
+    def false(self, c: list[Any]) -> ir.Expr:
+        return ir.Literal(False, ir.LitKind.BOOL, span=_span(c))
+
+    def null(self, c: list[Any]) -> ir.Expr:
+        return ir.Literal(None, ir.LitKind.NULL, span=_span(c))
+
+    def list(self, c: list[Any]) -> ir.Expr:
+        return ir.ListLit(tuple(c[0] or ()), span=_span(c))
+
+    def args(self, c: list[Any]) -> tuple[ir.Expr, ...]:
+        return tuple(c)
+
+    def path(self, c: list[Any]) -> ir.Expr:
+        return ir.Path((str(c[0]),), span=_span(c))
+
+    def call(self, c: list[Any]) -> ir.Expr:
+        name, args = str(c[0]), c[1] or ()
+        span = _span(c)
+        if (
+            name in ("inSegment", "inAudience")
+            and len(args) == 1
+            and isinstance(args[0], ir.Literal)
+            and args[0].kind is ir.LitKind.STRING
+        ):
+            return ir.SegmentRef(str(args[0].value), span=span)
+        return ir.Call(name, tuple(args), span=span)
+
+    def events(self, c: list[Any]) -> ir.Expr:
+        return ir.Events(span=_span(c))
+
+    def now(self, c: list[Any]) -> ir.Expr:
+        return ir.Now(span=_span(c))
+
+    def today(self, c: list[Any]) -> ir.Expr:
+        return ir.Period(0, ir.TimeUnit.DAY, span=_span(c))
+
+    def yesterday(self, c: list[Any]) -> ir.Expr:
+        return ir.Period(-1, ir.TimeUnit.DAY, span=_span(c))
+
+    def tomorrow(self, c: list[Any]) -> ir.Expr:
+        return ir.Period(1, ir.TimeUnit.DAY, span=_span(c))
+
+    def relative_period(self, c: list[Any]) -> ir.Expr:
+        offset = {"this": 0, "last": -1, "next": 1}[c[0].lower()]
+        return ir.Period(offset, ir.TimeUnit.parse(c[1]), span=_span(c))
+
+    def name(self, c: list[Any]) -> Token:
+        tok: Token = c[0]
+        if tok.type == "QUOTED_NAME":
+            return Token.new_borrow_pos("NAME", tok[1:-1], tok)
+        return Token.new_borrow_pos("NAME", str(tok), tok)
+
+    attr = name
+
+    # --- time conditions
+    def within(self, c: list[Any]) -> ir.TimeCond:
+        op, amount, unit, direction, anchor = c
+        return ir.Within(
+            str(op),
+            _whole_number(amount, "the amount of an occurs condition"),
+            ir.TimeUnit.parse(unit),
+            direction.lower(),
+            anchor,
+            span=_span(c),
+        )
+
+    def side(self, c: list[Any]) -> ir.TimeCond:
+        return ir.Side(c[0].lower(), c[1], span=_span(c))
+
+    def on(self, c: list[Any]) -> ir.TimeCond:
+        return ir.On(c[1], span=_span(c))
+
+    def between(self, c: list[Any]) -> ir.TimeCond:
+        return ir.Between(c[1], c[3], span=_span(c))
+
+    # --- chain
+    def chain(self, c: list[Any]) -> ir.Expr:
+        source, time_field, steps = c[1], str(c[2]), tuple(c[3:])
+        return ir.Chain(source, time_field, steps, span=_span(c))
+
+    def step(self, c: list[Any]) -> ir.Step:
+        label = str(c[0])
+        parts: dict[str, Any] = {}
+        keyword = ""
+        for item in c[1:]:
+            if isinstance(item, Token) and item.type in ("WHAT", "WHERE", "WHEN", "COUNT"):
+                keyword = item.type
+            elif item is not None:
+                parts[keyword] = item
+        count = 1
+        if "COUNT" in parts:
+            count = _whole_number(parts["COUNT"], "COUNT")
+            if count < 1:
+                raise _error("COUNT must be at least 1", parts["COUNT"])
+        return ir.Step(
+            label, parts["WHAT"], parts.get("WHERE"), parts.get("WHEN"), count, span=_span(c)
+        )
+
+
+def _flat(cls: type[ir.And] | type[ir.Or], left: ir.Expr, right: ir.Expr) -> tuple[ir.Expr, ...]:
+    """Operands of an n-ary and/or, absorbing operands that are the same operator."""
+    out: list[ir.Expr] = []
+    for x in (left, right):
+        out.extend(x.args if isinstance(x, cls) else (x,))
+    return tuple(out)
+
+
+def _depth(root: ir.Node) -> int:
+    deepest, stack = 0, [(root, 1)]
+    while stack:
+        n, d = stack.pop()
+        deepest = max(deepest, d)
+        stack.extend((child, d + 1) for child in ir.children(n))
+    return deepest
+
+
+# ---------------------------------------------------------------- friendly errors
+
+_OPENERS = {"(": ")", "[": "]"}
+_CLOSERS = {")": "(", "]": "["}
+
+
+def _check_nesting(text: str) -> None:
+    """Catch unbalanced brackets and absurd nesting before the parser sees the text."""
+    stack: list[int] = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch in "\"'`":
+            end = _string_end(text, i)
+            if end is None:
+                return  # an unclosed string: the lexer reports it precisely
+            i = end
+        elif ch in _OPENERS:
+            stack.append(i)
+            if len(stack) > MAX_DEPTH:
+                raise SegmentSyntaxError(
+                    f"brackets nest more than {MAX_DEPTH} levels deep", Span.at(text, i, i + 1), text
+                )
+        elif ch in _CLOSERS:
+            if not stack or text[stack[-1]] != _CLOSERS[ch]:
+                expected = f"; expected '{_OPENERS[text[stack[-1]]]}'" if stack else ""
+                raise SegmentSyntaxError(
+                    f"unmatched '{ch}'{expected}", Span.at(text, i, i + 1), text
+                )
+            stack.pop()
+        i += 1
+    if stack:
+        i = stack[-1]
+        raise SegmentSyntaxError(
+            f"'{text[i]}' is never closed; add '{_OPENERS[text[i]]}'", Span.at(text, i, i + 1), text
+        )
+
+
+def _string_end(text: str, start: int) -> int | None:
+    quote, i = text[start], start + 1
+    while i < len(text):
+        if text[i] == "\\" and quote != "`":
+            i += 2
+            continue
+        if text[i] == quote:
+            return i
+        if text[i] == "\n":
+            return None
+        i += 1
+    return None
+
+
+# Human words for the terminals the parser may expect.
+_WORDS = {
+    "COMP_OP": "a comparison (= != < <= > >=)",
+    "NUMBER": "a number",
+    "STRING": "a string",
+    "NAME": "a name",
+    "QUOTED_NAME": "a name",
+    "TIMESTAMP": "a timestamp",
+    "UNIT": "a time unit (day, hour, ...)",
+    "RPAR": "')'",
+    "LPAR": "'('",
+    "RSQB": "']'",
+    "LSQB": "'['",
+    "COMMA": "','",
+    "COLON": "':'",
+    "DOT": "'.'",
+    "MINUS": "'-'",
+    "ADD_OP": "'+' or '-'",
+    "MUL_OP": "'*', '/' or '%'",
+    "BANG": "'!'",
+    "$END": "the end of the text",
+}
+_VALUE_STARTS = {"NUMBER", "STRING", "NAME", "QUOTED_NAME", "TIMESTAMP", "TRUE", "FALSE", "NULL",
+                 "NOW", "TODAY", "XEVENT", "LPAR", "LSQB", "MINUS"}
+_OPERATOR_TOKEN = re.compile(
+    r"(?:(?<![\w.])(?:and|or|not|in|notin|like|matches|occurs)|<=|>=|!=|[=<>+\-*/%!])\s*$",
+    re.IGNORECASE,
+)
+
+
+def _describe(expected: Iterable[str]) -> str:
+    names = set(expected)
+    if "NAME" in names and "NUMBER" not in names:
+        return "a name"  # after a dot, where every word is a name
+    words: list[str] = []
+    if names & _VALUE_STARTS and len(names & _VALUE_STARTS) >= 3:
+        words.append("a value (a name, number, string, ...)")
+        names -= _VALUE_STARTS
+    for t in sorted(names):
+        word = _WORDS.get(t, f"'{t.lower()}'" if t.isalpha() else t)
+        if word not in words:
+            words.append(word)
+    if len(words) > 6:
+        words = [*words[:6], "..."]
+    return ", ".join(words) if words else "something else"
+
+
+def _token_text(tok: Token) -> str:
+    return "the end of the text" if tok.type == "$END" else f"'{tok}'"
+
+
+def _friendly(e: UnexpectedInput, text: str) -> SegmentSyntaxError:
+    pos = e.pos_in_stream if e.pos_in_stream is not None else len(text)
+    at_end = isinstance(e, UnexpectedToken) and e.token.type == "$END"
+    before = text if at_end else text[:pos]
+    dangling = _OPERATOR_TOKEN.search(before)
+
+    if isinstance(e, UnexpectedCharacters):
+        ch = text[pos] if pos < len(text) else ""
+        span = Span.at(text, pos, pos + 1)
+        if ch in "\"'":
+            return SegmentSyntaxError(
+                "string is never closed", span, text, hint=f"add a closing {ch} on the same line"
+            )
+        if ch == "`":
+            return SegmentSyntaxError("quoted name is never closed", span, text, hint="add a closing `")
+        if ch == "@":
+            return SegmentSyntaxError(
+                "malformed timestamp", span, text, hint="write @YYYY-MM-DD or @YYYY-MM-DDTHH:MM:SSZ"
+            )
+        if text[pos : pos + 2] in ("&&", "||"):
+            word = "and" if ch == "&" else "or"
+            return SegmentSyntaxError(
+                f"'{text[pos:pos + 2]}' is not an operator", Span.at(text, pos, pos + 2), text,
+                hint=f"write '{word}'",
+            )
+        return SegmentSyntaxError(
+            f"unexpected character {ch!r}; expected {_describe(e.allowed or ())}", span, text
+        )
+
+    assert isinstance(e, UnexpectedToken)
+    tok = e.token
+    expected = set(e.expected)
+    start = tok.start_pos if tok.start_pos is not None else len(text)
+    end = tok.end_pos if tok.end_pos is not None else start
+    span = Span.at(text, start, max(end, start + (tok.type != "$END")))
+    if tok.type == "$END":
+        if dangling:
+            op = dangling.group(0).strip()
+            return SegmentSyntaxError(
+                f"dangling operator '{op}': it needs a value after it",
+                Span.at(text, dangling.start(), dangling.start() + len(op)), text,
+            )
+        return SegmentSyntaxError(
+            f"unexpected end of text; expected {_describe(expected)}", span, text
+        )
+    if tok.type in ("SELECT", "EXISTS", "FORALL") and dangling:
+        return SegmentSyntaxError(
+            f"'{tok}' cannot follow an operator without parentheses", span, text,
+            hint=f"write ( {tok} ... ) so it is clear where the {str(tok).lower()} ends",
+        )
+    if expected & _VALUE_STARTS and dangling:
+        op = dangling.group(0).strip()
+        return SegmentSyntaxError(
+            f"missing value between '{op}' and {_token_text(tok)}", span, text
+        )
+    if tok.type == "COMP_OP" and "COMP_OP" not in expected and re.search(r"[=<>]", before):
+        return SegmentSyntaxError(
+            "comparisons cannot be chained", span, text,
+            hint="combine them with and: a < b and b < c",
+        )
+    if tok.type in ("NAME", "NUMBER", "STRING") and "AND" in expected:
+        return SegmentSyntaxError(
+            f"unexpected {_token_text(tok)} after a complete expression", span, text,
+            hint="join conditions with and / or, or check for a missing operator or comma",
+        )
+    return SegmentSyntaxError(
+        f"unexpected {_token_text(tok)}; expected {_describe(expected)}", span, text
+    )
+

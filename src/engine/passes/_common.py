@@ -1,0 +1,44 @@
+"""What the passes need to know about conditions: which nodes are always true or false."""
+
+from __future__ import annotations
+
+from engine import ir
+from engine.functions import PREDICATES
+
+TRUE = ir.Literal(True, ir.LitKind.BOOL)
+FALSE = ir.Literal(False, ir.LitKind.BOOL)
+
+
+def is_predicate(n: ir.Expr) -> bool:
+    """True when ``n`` is always true or false, never null nor another type.
+
+    Such a node means the same in a value position as in a condition, so a rewrite may
+    unwrap a one-operand and/or or a double negation around it anywhere.
+    """
+    match n:
+        case ir.Compare() | ir.Not() | ir.And() | ir.Or() | ir.Occurs() | ir.SegmentRef() | ir.Chain():
+            return True
+        case ir.Select():
+            return n.quantifier is not ir.Quantifier.SELECT
+        case ir.Call():
+            return n.fn in PREDICATES
+        case ir.Literal():
+            return n.kind is ir.LitKind.BOOL
+    return False
+
+
+def bool_literal(value: bool, like: ir.Expr) -> ir.Literal:
+    """A true/false literal that keeps ``like``'s span and, in checked IR, its type."""
+    return ir.Literal(value, ir.LitKind.BOOL, span=like.span, dtype=like.dtype)
+
+
+def is_bool_literal(n: ir.Expr, value: bool) -> bool:
+    return isinstance(n, ir.Literal) and n.kind is ir.LitKind.BOOL and n.value is value
+
+
+CONDITION_FIELDS: dict[type[ir.Node], tuple[str, ...]] = {
+    ir.Filter: ("cond",),
+    ir.Clause: ("cond",),
+    ir.Step: ("what", "where"),
+}
+"""Fields (besides and/or/not operands and if's test) that are in condition position."""
