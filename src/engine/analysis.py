@@ -79,7 +79,9 @@ class Analysis:
             "time_dependent": self.time_dependent,
             "segment_refs": sorted(self.segment_refs),
             "negated_events": self.negated_events,
-            "methods": {k: {"eligible": v.eligible, "reason": v.reason} for k, v in self.methods.items()},
+            "methods": {
+                k: {"eligible": v.eligible, "reason": v.reason} for k, v in self.methods.items()
+            },
         }
 
 
@@ -149,7 +151,7 @@ def _event_scopes(
             yield from _event_scopes(n.arg, schema, negated=not negated, bounds=bounds)
             return
         case ir.Filter() | ir.Events() | ir.Member():
-            source = n
+            source: ir.Expr = n
             while isinstance(source, ir.Member):
                 source = source.obj
             conds = _filter_conditions(source)
@@ -157,16 +159,25 @@ def _event_scopes(
             return
         case ir.Chain():
             base = _filter_conditions(n.source)
-            steps = [_Scope(
-                _types([*base, s.what, *([s.where] if s.where else [])], "", schema),
-                _narrowest([_lookback([*base, s.what], "", schema, bounds),
-                            _window(s.when, bounds) if s.when is not None else None]),
-                negated,
-            ) for s in n.steps]
+            steps = [
+                _Scope(
+                    _types([*base, s.what, *([s.where] if s.where else [])], "", schema),
+                    _narrowest(
+                        [
+                            _lookback([*base, s.what], "", schema, bounds),
+                            _window(s.when, bounds) if s.when is not None else None,
+                        ]
+                    ),
+                    negated,
+                )
+                for s in n.steps
+            ]
             yield _merge(steps, negated)
             return
         case ir.Select():
-            clauses, nested, inner = [], [], dict(bounds)
+            clauses: list[_Scope] = []
+            nested: list[_Scope] = []
+            inner = dict(bounds)
             for c in n.clauses:
                 local = _filter_conditions(c.source)
                 named = [c.cond] if c.cond is not None else []
@@ -174,9 +185,13 @@ def _event_scopes(
                     [_lookback(local, "", schema, inner), _lookback(named, c.var, schema, inner)]
                 )
                 inner[c.var] = lookback
-                clauses.append(_Scope(
-                    _both(_types(local, "", schema), _types(named, c.var, schema)), lookback, negated
-                ))
+                clauses.append(
+                    _Scope(
+                        _both(_types(local, "", schema), _types(named, c.var, schema)),
+                        lookback,
+                        negated,
+                    )
+                )
                 if c.cond is not None:  # quantifiers nested in a where see this clause's event
                     nested.extend(_event_scopes(c.cond, schema, negated=negated, bounds=inner))
             yield _merge(clauses, negated)
@@ -328,7 +343,8 @@ def _with_methods(facts: Analysis, references: Callable[[str], Analysis | None] 
         )
         if not profile_only_refs:
             edge = Eligibility(
-                False, "events combined with inSegment are edge-eligible only when every "
+                False,
+                "events combined with inSegment are edge-eligible only when every "
                 "referenced segment reads profile attributes alone",
             )
     methods = {"batch": batch, "streaming": streaming, "edge": edge}

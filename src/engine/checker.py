@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ from store.schema import DType, Kind, Schema
 __all__ = ["check", "validate"]
 
 INT64_MAX = 2**63 - 1
+INT64_MIN = -(2**63)
 ERROR = Special.ERROR
 
 
@@ -86,7 +88,7 @@ def _run(
     tree = parse(definition) if isinstance(definition, str) else definition
     checker = _Checker(schema, source, None if segments is None else frozenset(segments))
     root = checker.cond(tree, _Env(events_allowed=True))
-    errors = sorted(checker.errors, key=lambda e: (e.span.start if e.span else -1))
+    errors = sorted(checker.errors, key=lambda e: e.span.start if e.span else -1)
     return root, errors
 
 
@@ -99,7 +101,7 @@ class _Env:
     events_allowed: bool = False  # may xEvent appear here?
 
     def inner(self, **changes: object) -> _Env:
-        return _Env(**{**self.__dict__, **changes})  # type: ignore[arg-type]
+        return _Env(**{**self.__dict__, **changes})
 
 
 @dataclass
@@ -131,7 +133,9 @@ class _Checker:
         t = out.dtype
         if t is Special.PERIOD:
             return self.fail(
-                SegmentTypeError, "a calendar period is not a condition", node,
+                SegmentTypeError,
+                "a calendar period is not a condition",
+                node,
                 hint="test a timestamp against it: timestamp occurs today",
             )
         if t is Special.NULL:
@@ -141,20 +145,21 @@ class _Checker:
     def expr(self, node: ir.Expr, env: _Env) -> ir.Expr:
         method = getattr(self, f"visit_{type(node).__name__}", None)
         if method is None:
-            return self.fail(
-                SegmentTypeError, f"{type(node).__name__} cannot be used here", node
-            )
+            return self.fail(SegmentTypeError, f"{type(node).__name__} cannot be used here", node)
         result: ir.Expr = method(node, env)
         return result
 
     # ------------------------------------------------------------ leaves
 
     def visit_Literal(self, node: ir.Literal, env: _Env) -> ir.Expr:
-        if node.kind is ir.LitKind.INT and isinstance(node.value, int):
-            if abs(node.value) > INT64_MAX:
-                return self.fail(
-                    SegmentValueError, f"integer {node.value} does not fit in 64 bits", node
-                )
+        if (
+            node.kind is ir.LitKind.INT
+            and isinstance(node.value, int)
+            and not INT64_MIN <= node.value <= INT64_MAX
+        ):
+            return self.fail(
+                SegmentValueError, f"integer {node.value} does not fit in 64 bits", node
+            )
         return node.with_(dtype=_LITERAL_TYPES[node.kind])
 
     def visit_ListLit(self, node: ir.ListLit, env: _Env) -> ir.Expr:
@@ -168,7 +173,9 @@ class _Checker:
             return node.with_(dtype=Special.NULL)  # [] takes its type from its context
         if not isinstance(target, DType) or target.is_list:
             return self.fail(
-                SegmentTypeError, "list elements must be single values of one type", node,
+                SegmentTypeError,
+                "list elements must be single values of one type",
+                node,
                 hint="mix numbers with numbers, strings with strings, ...",
             )
         coerced = []
@@ -179,7 +186,8 @@ class _Checker:
             ):
                 return self.fail(
                     SegmentTypeError,
-                    f"list mixes {describe(target)} and {describe(y.dtype)} elements", x,
+                    f"list mixes {describe(target)} and {describe(y.dtype)} elements",
+                    x,
                 )
             coerced.append(y)
         kind = Kind.FLOAT if target.kind is Kind.FLOAT else target.kind
@@ -191,7 +199,9 @@ class _Checker:
         if parts[0] in env.vars:
             if len(parts) == 1:
                 return self.fail(
-                    SegmentTypeError, f"{parts[0]} is an event, not a value", node,
+                    SegmentTypeError,
+                    f"{parts[0]} is an event, not a value",
+                    node,
                     hint=f"use one of its fields, e.g. {parts[0]}.{self.schema.event_time or 'timestamp'}",
                 )
             return self.event_field(node, parts[0], ".".join(parts[1:]))
@@ -202,8 +212,12 @@ class _Checker:
         leaves = [f for f in self.schema.profile if f.startswith(name + ".")]
         if leaves:  # a struct: present when any of its fields is
             present = tuple(
-                ir.Call("isNotNull", (ir.Attr(f, span=node.span, dtype=self.schema.profile[f].dtype),),
-                        span=node.span, dtype=BOOL)
+                ir.Call(
+                    "isNotNull",
+                    (ir.Attr(f, span=node.span, dtype=self.schema.profile[f].dtype),),
+                    span=node.span,
+                    dtype=BOOL,
+                )
                 for f in leaves
             )
             if len(present) == 1:
@@ -213,9 +227,11 @@ class _Checker:
 
     def event_field(self, node: ir.Expr, var: str, name: str) -> ir.Expr:
         if name not in self.schema.events:
-            who = f"event {var}" if var else "the events"
+            who = f"event {var} has" if var else "the events have"
             return self.fail(
-                SegmentNameError, f"{who} have no field {name!r}", node,
+                SegmentNameError,
+                f"{who} no field {name!r}",
+                node,
                 hint=did_you_mean(name, self.schema.events),
             )
         return ir.EventField(var, name, span=node.span, dtype=self.schema.events[name].dtype)
@@ -245,7 +261,9 @@ class _Checker:
             return self.fail(SegmentNameError, "this schema has no events", node)
         if not env.events_allowed:
             return self.fail(
-                SegmentTypeError, "xEvent cannot be used inside another event query", node,
+                SegmentTypeError,
+                "xEvent cannot be used inside another event query",
+                node,
                 hint="combine the conditions in one filter, or write two conditions joined by and",
             )
         return node.with_(dtype=Special.EVENTS)
@@ -259,7 +277,9 @@ class _Checker:
     def visit_SegmentRef(self, node: ir.SegmentRef, env: _Env) -> ir.Expr:
         if self.segments is not None and node.name not in self.segments:
             return self.fail(
-                SegmentNameError, f"unknown segment {node.name!r}", node,
+                SegmentNameError,
+                f"unknown segment {node.name!r}",
+                node,
                 hint=did_you_mean(node.name, self.segments),
             )
         return node.with_(dtype=BOOL)
@@ -308,8 +328,8 @@ class _Checker:
             if all(_same_family(x.dtype, target) for x in items if isinstance(x.dtype, DType)):
                 return node.with_(items=items, dtype=list_of(target))
             return node.with_(items=items)
-        if not isinstance(node, ir.Literal) or node.dtype == target:
-            return node
+        if not isinstance(node, ir.Literal) or node.dtype in (target, ERROR):
+            return node  # an ERROR literal stands for a failed subtree: never re-read it
         value, kind = node.value, node.kind
         try:
             if kind is ir.LitKind.STRING and isinstance(value, str):
@@ -339,7 +359,8 @@ class _Checker:
             return self.fail(
                 SegmentTypeError,
                 f"'{node.op}' needs numbers, not {describe(left.dtype)} and {describe(right.dtype)}",
-                node, hint=hint,
+                node,
+                hint=hint,
             )
         both_int = left.dtype in (INT, Special.NULL) and right.dtype in (INT, Special.NULL)
         result = INT if both_int and node.op != "/" else FLOAT
@@ -364,7 +385,9 @@ class _Checker:
             return out.with_(dtype=ERROR)
         if not (isinstance(t, DType) and t.kind.is_temporal):
             return self.fail(
-                SegmentTypeError, f"occurs needs a timestamp or a date, not {describe(t)}", node.subject
+                SegmentTypeError,
+                f"occurs needs a timestamp or a date, not {describe(t)}",
+                node.subject,
             )
         return out
 
@@ -380,7 +403,8 @@ class _Checker:
             return out
         return self.fail(
             SegmentTypeError,
-            f"a time reference must be a timestamp, a date or a period, not {describe(t)}", node,
+            f"a time reference must be a timestamp, a date or a period, not {describe(t)}",
+            node,
             hint="e.g. now, today, last month, date(2024, 1, 31), @2024-01-31T12:00:00Z",
         )
 
@@ -392,13 +416,20 @@ class _Checker:
         out = node.with_(source=source, cond=cond, dtype=Special.EVENTS)
         if source.dtype not in (Special.EVENTS, ERROR):
             return self.fail(
-                SegmentTypeError, f"only events can be filtered, not {describe(source.dtype)}",
+                SegmentTypeError,
+                f"only events can be filtered, not {describe(source.dtype)}",
                 node.source,
             )
         return out
 
     def visit_Member(self, node: ir.Member, env: _Env) -> ir.Expr:
-        obj = self.expr(node.obj, env)
+        # xEvent.device.model: the field of an event struct is one dotted name
+        names, base = [node.name], node.obj
+        while isinstance(base, ir.Member):
+            names.insert(0, base.name)
+            base = base.obj
+        node = ir.Member(base, ".".join(names), span=node.span)
+        obj = self.expr(base, env)
         if obj.dtype is ERROR:
             return node.with_(obj=obj, dtype=ERROR)
         if obj.dtype is not Special.EVENTS:
@@ -408,7 +439,9 @@ class _Checker:
         f = self.schema.events.get(node.name)
         if f is None:
             return self.fail(
-                SegmentNameError, f"the events have no field {node.name!r}", node,
+                SegmentNameError,
+                f"the events have no field {node.name!r}",
+                node,
                 hint=did_you_mean(node.name, self.schema.events),
             )
         if f.dtype.is_list:
@@ -433,7 +466,9 @@ class _Checker:
                     clause.source,
                 )
             scope = scope.inner(vars=(*scope.vars, clause.var), events_allowed=False)
-            cond = None if clause.cond is None else self.cond(clause.cond, scope.inner(implicit=False))
+            cond = (
+                None if clause.cond is None else self.cond(clause.cond, scope.inner(implicit=False))
+            )
             clauses.append(clause.with_(source=source, cond=cond))
         dtype = Special.SELECTION if node.quantifier is ir.Quantifier.SELECT else BOOL
         return node.with_(clauses=tuple(clauses), dtype=dtype)
@@ -442,7 +477,8 @@ class _Checker:
         source = self.expr(node.source, env)
         if source.dtype not in (Special.EVENTS, ERROR):
             self.fail(
-                SegmentTypeError, f"chain runs over events, not {describe(source.dtype)}",
+                SegmentTypeError,
+                f"chain runs over events, not {describe(source.dtype)}",
                 node.source,
             )
         f = self.schema.events.get(node.time_field)
@@ -451,7 +487,11 @@ class _Checker:
                 SegmentTypeError if f else SegmentNameError,
                 f"chain orders events by a timestamp field; {node.time_field!r} is "
                 + (f"a {f.dtype}" if f else "not an event field"),
-                node, hint=did_you_mean(node.time_field, self.schema.events),
+                node,
+                hint=did_you_mean(
+                    node.time_field,
+                    [n for n, g in self.schema.events.items() if g.dtype == TIMESTAMP],
+                ),
             )
         inner = env.inner(implicit=True, events_allowed=False)
         steps, labels = [], set()
@@ -459,11 +499,13 @@ class _Checker:
             if step.label in labels:
                 self.fail(SegmentNameError, f"step label {step.label!r} is used twice", step)
             labels.add(step.label)
-            steps.append(step.with_(
-                what=self.cond(step.what, inner),
-                where=None if step.where is None else self.cond(step.where, inner),
-                when=None if step.when is None else self.time_cond(step.when, inner),
-            ))
+            steps.append(
+                step.with_(
+                    what=self.cond(step.what, inner),
+                    where=None if step.where is None else self.cond(step.where, inner),
+                    when=None if step.when is None else self.time_cond(step.when, inner),
+                )
+            )
         return node.with_(source=source, steps=tuple(steps), dtype=BOOL)
 
     # ------------------------------------------------------------ calls
@@ -473,11 +515,15 @@ class _Checker:
         if fn is None:
             if node.fn in ("inSegment", "inAudience"):
                 return self.fail(
-                    SegmentTypeError, f"{node.fn} takes one string: the segment's name", node,
+                    SegmentTypeError,
+                    f"{node.fn} takes one string: the segment's name",
+                    node,
                     hint=f'{node.fn}("high value")',
                 )
             return self.fail(
-                SegmentNameError, f"unknown function {node.fn!r}", node,
+                SegmentNameError,
+                f"unknown function {node.fn!r}",
+                node,
                 hint=did_you_mean(node.fn, FUNCTIONS),
             )
         if not fn.min_args <= len(node.args) <= fn.max_args:
@@ -491,11 +537,14 @@ class _Checker:
 
     def call_string(self, fn: Function, node: ir.Call, env: _Env) -> ir.Expr:
         args = self._args(node, env)
-        if len(args) == 3 and args[2].dtype is not ERROR and not (
-            isinstance(args[2], ir.Literal) and args[2].kind is ir.LitKind.BOOL
+        if (
+            len(args) == 3
+            and args[2].dtype is not ERROR
+            and not (isinstance(args[2], ir.Literal) and args[2].kind is ir.LitKind.BOOL)
         ):
             return self.fail(
-                SegmentTypeError, f"{fn.name}'s case-sensitivity flag must be true or false",
+                SegmentTypeError,
+                f"{fn.name}'s case-sensitivity flag must be true or false",
                 node.args[2],
             )
         args[1] = self.coerce(args[1], STRING)
@@ -505,7 +554,9 @@ class _Checker:
         args = self._args(node, env)
         if not _is_string_literal(args[1]) and args[1].dtype is not ERROR:
             return self.fail(
-                SegmentTypeError, "a like pattern must be a string literal", node.args[1],
+                SegmentTypeError,
+                "a like pattern must be a string literal",
+                node.args[1],
                 hint='e.g. email like "%@example.com"',
             )
         return self.typed_call(node, args, BOOL, [_STRINGY, _STRING_ONLY])
@@ -517,7 +568,8 @@ class _Checker:
             if pattern.dtype is ERROR:
                 return node.with_(args=tuple(args), dtype=ERROR)
             return self.fail(
-                SegmentTypeError, f"{fn.name} needs its regular expression as a string literal",
+                SegmentTypeError,
+                f"{fn.name} needs its regular expression as a string literal",
                 node.args[1],
             )
         assert isinstance(pattern, ir.Literal) and isinstance(pattern.value, str)
@@ -527,8 +579,9 @@ class _Checker:
         if fn.name == "regexGroup":
             group = args[2]
             if not (isinstance(group, ir.Literal) and group.kind is ir.LitKind.INT):
-                return self.fail(SegmentTypeError, "the group number must be a whole number",
-                                 node.args[2])
+                return self.fail(
+                    SegmentTypeError, "the group number must be a whole number", node.args[2]
+                )
             groups = re.compile(pattern.value).groups
             assert isinstance(group.value, int)
             if not 0 <= group.value <= groups:
@@ -546,8 +599,10 @@ class _Checker:
             return arg if fn.name == "isNotNull" else ir.Not(arg, span=node.span, dtype=BOOL)
         if arg.dtype in (Special.EVENTS, Special.SELECTION, Special.PERIOD):
             return self.fail(
-                SegmentTypeError, f"{fn.name} tests a value; {describe(arg.dtype)} is never null",
-                node, hint="use .count() = 0 to test for no events",
+                SegmentTypeError,
+                f"{fn.name} tests a value; {describe(arg.dtype)} is never null",
+                node,
+                hint="use .count() = 0 to test for no events",
             )
         return node.with_(args=(arg,), dtype=BOOL)
 
@@ -555,7 +610,9 @@ class _Checker:
         item, coll = self._args(node, env)
         return self.membership(node, item, coll, item_first=True)
 
-    def membership(self, node: ir.Call, item: ir.Expr, coll: ir.Expr, *, item_first: bool) -> ir.Expr:
+    def membership(
+        self, node: ir.Call, item: ir.Expr, coll: ir.Expr, *, item_first: bool
+    ) -> ir.Expr:
         if isinstance(coll, ir.ListLit) and isinstance(item.dtype, DType):
             coll = self.coerce(coll, item.dtype.element)
         elif isinstance(item, ir.Literal) and isinstance(coll.dtype, DType):
@@ -566,11 +623,13 @@ class _Checker:
         ct, it = coll.dtype, item.dtype
         if not (isinstance(ct, DType) and ct.is_list):
             return self.fail(
-                SegmentTypeError, f"{node.fn} needs a list, not {describe(ct)}",
+                SegmentTypeError,
+                f"{node.fn} needs a list, not {describe(ct)}",
                 node.args[1 if item_first else 0],
                 hint='write a list literal such as ["US", "CA"] or use a list-valued field',
             )
-        if not (isinstance(it, DType) and not it.is_list and _same_family(it, ct.element)):
+        # a list on the left holds when some element is in the collection (as comparisons do)
+        if not (isinstance(it, DType) and _same_family(it.element, ct.element)):
             return self.fail(
                 SegmentTypeError, f"cannot look for {describe(it)} in a {describe(ct)}", node
             )
@@ -583,7 +642,9 @@ class _Checker:
         if fn.name == "distinct":
             t = args[0].dtype
             if t is not ERROR and not (isinstance(t, DType) and t.is_list):
-                return self.fail(SegmentTypeError, f"distinct needs a list, not {describe(t)}", node)
+                return self.fail(
+                    SegmentTypeError, f"distinct needs a list, not {describe(t)}", node
+                )
             return node.with_(args=tuple(args), dtype=t)
         a, b = args
         if isinstance(b, ir.ListLit) and isinstance(a.dtype, DType):
@@ -609,14 +670,17 @@ class _Checker:
             if t in (Special.EVENTS, Special.SELECTION) or (isinstance(t, DType) and t.is_list):
                 return node.with_(args=(receiver,), dtype=INT)
             return self.fail(
-                SegmentTypeError, f"count() counts events, selections or lists, not {describe(t)}",
+                SegmentTypeError,
+                f"count() counts events, selections or lists, not {describe(t)}",
                 node,
             )
         if t is Special.EVENTS:
             if len(node.args) != 2:
                 return self.fail(
-                    SegmentTypeError, f"{fn.name} over events needs the value to aggregate",
-                    node, hint=f"e.g. xEvent[...].{fn.name}(price)",
+                    SegmentTypeError,
+                    f"{fn.name} over events needs the value to aggregate",
+                    node,
+                    hint=f"e.g. xEvent[...].{fn.name}(price)",
                 )
             value = self.expr(node.args[1], env.inner(implicit=True, events_allowed=False))
             return self.aggregate_result(fn, node, (receiver, value), value.dtype)
@@ -625,7 +689,9 @@ class _Checker:
                 return self.fail(SegmentTypeError, f"{fn.name} over a list takes no argument", node)
             return self.aggregate_result(fn, node, (receiver,), t.element)
         return self.fail(
-            SegmentTypeError, f"{fn.name} aggregates events or a list, not {describe(t)}", node,
+            SegmentTypeError,
+            f"{fn.name} aggregates events or a list, not {describe(t)}",
+            node,
             hint="over a select, only count() is available" if t is Special.SELECTION else None,
         )
 
@@ -641,9 +707,7 @@ class _Checker:
         if fn.name in ("min", "max") and is_temporal(value):
             return out.with_(dtype=value)
         wanted = "numbers or times" if fn.name in ("min", "max") else "numbers"
-        return self.fail(
-            SegmentTypeError, f"{fn.name} needs {wanted}, not {describe(value)}", node
-        )
+        return self.fail(SegmentTypeError, f"{fn.name} needs {wanted}, not {describe(value)}", node)
 
     def call_date_part(self, fn: Function, node: ir.Call, env: _Env) -> ir.Expr:
         args = self._args(node, env)
@@ -671,7 +735,9 @@ class _Checker:
         if ERROR in (test.dtype, a.dtype, b.dtype):
             return out.with_(dtype=ERROR)
         t = _unify_all([x.dtype for x in (a, b) if x.dtype is not Special.NULL])
-        if t is None or not isinstance(t, DType):
+        if t is None:
+            return self.fail(SegmentTypeError, "both branches of if are null", node)
+        if not isinstance(t, DType):
             return self.fail(
                 SegmentTypeError,
                 f"if's branches have different types: {describe(a.dtype)} and {describe(b.dtype)}",
@@ -680,7 +746,10 @@ class _Checker:
         return out.with_(dtype=t)
 
     def typed_call(
-        self, node: ir.Call, args: Sequence[ir.Expr], result: Type,
+        self,
+        node: ir.Call,
+        args: Sequence[ir.Expr],
+        result: Type,
         accepts: Sequence[tuple[str, frozenset[DType]] | None],
     ) -> ir.Expr:
         """Check each argument's type against ``accepts`` (None accepts anything)."""
@@ -692,10 +761,15 @@ class _Checker:
                 continue
             if arg.dtype is Special.NULL:
                 continue  # a null argument makes the call null / false, like any other
-            what = "the receiver" if i == 0 and FUNCTIONS[node.fn].style.value == "method" else f"argument {i + 1}"
+            what = (
+                "the receiver"
+                if i == 0 and FUNCTIONS[node.fn].style.value == "method"
+                else f"argument {i + 1}"
+            )
             return self.fail(
                 SegmentTypeError,
-                f"{node.fn}: {what} must be {rule[0]}, not {describe(arg.dtype)}", node.args[i],
+                f"{node.fn}: {what} must be {rule[0]}, not {describe(arg.dtype)}",
+                node.args[i],
             )
         return out
 
@@ -757,6 +831,8 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
 
 def _arity_message(fn: Function, given: int) -> str:
     method = fn.style.value == "method"
+    if method and given == 0:
+        return f"{fn.name} is a method: write {fn.signature()}"
     lo, hi, n = fn.min_args - method, fn.max_args - method, given - method
     want = str(lo) if lo == hi else f"{lo} to {hi}"
     noun = "argument" if (lo == hi == 1) else "arguments"
@@ -767,8 +843,10 @@ def _compare_problem(op: str, lt: Type | None, rt: Type | None) -> tuple[str, st
     """Why ``lt op rt`` is not allowed, as (message, hint); None when it is."""
     for t in (lt, rt):
         if t is Special.NULL:
-            return ("a comparison with null is never true",
-                    "test for missing values with x.isNull() or x.isNotNull()")
+            return (
+                "a comparison with null is never true",
+                "test for missing values with x.isNull() or x.isNotNull()",
+            )
         if t is Special.PERIOD:
             return ("a calendar period cannot be compared", "use occurs: timestamp occurs today")
         if t in (Special.EVENTS, Special.SELECTION):
@@ -786,18 +864,24 @@ def _compare_problem(op: str, lt: Type | None, rt: Type | None) -> tuple[str, st
         return None
     if {lt.kind, rt.kind} == {Kind.TIMESTAMP, Kind.DATE}:
         if op in ("=", "!="):
-            return ("a timestamp is never equal to a date",
-                    "to test the day of a timestamp use occurs on: t occurs on date(2024, 1, 31)")
+            return (
+                "a timestamp is never equal to a date",
+                "to test the day of a timestamp use occurs on: t occurs on date(2024, 1, 31)",
+            )
         return None
     if lt.kind != rt.kind:
         return (f"cannot compare {lt} with {rt}", None)
     if op not in ("=", "!=") and lt.kind in (Kind.BOOL, Kind.STRING):
-        hint = "strings support =, !=, like, matches and startsWith-style functions" \
-            if lt.kind is Kind.STRING else None
+        hint = (
+            "strings support =, !=, like, matches and startsWith-style functions"
+            if lt.kind is Kind.STRING
+            else None
+        )
         return (f"{lt.kind} values cannot be ordered with '{op}'", hint)
     return None
 
 
+_DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _ISO_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})$")
 
 
@@ -807,8 +891,14 @@ def _coerce_string(node: ir.Literal, value: str, target: DType) -> ir.Expr:
     if kind is Kind.INT:
         if not re.fullmatch(r"[+-]?\d+", value.strip()):
             raise ValueError("not a whole number")
+        if not INT64_MIN <= int(value) <= INT64_MAX:
+            raise ValueError("it does not fit in 64 bits")
         return ir.Literal(int(value), ir.LitKind.INT, span=span, dtype=INT)
     if kind is Kind.FLOAT:
+        if not _DECIMAL.fullmatch(value.strip()):
+            raise ValueError("not a decimal number")
+        if not math.isfinite(float(value)):
+            raise ValueError("not a finite number")
         return ir.Literal(float(value), ir.LitKind.FLOAT, span=span, dtype=FLOAT)
     if kind is Kind.BOOL:
         if value.lower() not in ("true", "false"):
@@ -841,19 +931,56 @@ def parse_iso_ms(value: str) -> int:
     return round(stamp.timestamp() * 1000)
 
 
-_UNSAFE_REGEX = re.compile(r"\\[1-9]|\(\?P=|\(\?=|\(\?!|\(\?<=|\(\?<!|\\k<")
+_UNSAFE_GROUPS = {
+    "(?=": "look-ahead",
+    "(?!": "look-ahead",
+    "(?<=": "look-behind",
+    "(?<!": "look-behind",
+    "(?P=": "a back-reference",
+    "(?>": "an atomic group",
+    "(?(": "a conditional group",
+}
+
+
+def _unsafe_regex_construct(pattern: str) -> str | None:
+    """The first construct of ``pattern`` that a linear-time engine cannot run, if any."""
+    i, in_class, n = 0, False, len(pattern)
+    while i < n:
+        ch = pattern[i]
+        if ch == "\\":
+            nxt = pattern[i + 1 : i + 2]
+            if nxt.isdigit() and nxt != "0":
+                return f"a back-reference ({pattern[i : i + 2]})"
+            if nxt == "k" and pattern[i + 2 : i + 3] == "<":
+                return f"a back-reference ({pattern[i : i + 3]})"
+            i += 2
+            continue
+        if in_class:
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+            i += 2 if pattern[i + 1 : i + 2] == "]" else 1  # a leading ] is a literal
+            continue
+        elif ch == "(":
+            for opener, what in _UNSAFE_GROUPS.items():
+                if pattern.startswith(opener, i):
+                    return f"{what} ({opener})"
+        elif ch in "*+?}" and pattern[i + 1 : i + 2] == "+" and (i == 0 or pattern[i - 1] != "\\"):
+            return f"a possessive quantifier ({ch}+)"
+        i += 1
+    return None
 
 
 def regex_problem(pattern: str) -> str | None:
     """Why ``pattern`` is not an acceptable regular expression; None when it is.
 
-    Back-references and look-around are refused: without them a pattern can be run by an
-    engine with linear-time guarantees, so user input can never backtrack catastrophically.
+    Back-references, look-around, atomic groups, conditionals and possessive quantifiers are
+    refused: without them a pattern can be run by an engine with linear-time guarantees, so
+    user input can never backtrack catastrophically.
     """
-    m = _UNSAFE_REGEX.search(pattern)
-    if m:
-        return (f"{m.group(0)!r} (back-references and look-around) is not supported, so that "
-                "every pattern runs in linear time")
+    construct = _unsafe_regex_construct(pattern)
+    if construct:
+        return f"{construct} is not supported, so that every pattern runs in linear time"
     try:
         re.compile(pattern)
     except re.error as e:

@@ -62,7 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(title="commands", metavar="COMMAND")
 
     check = sub.add_parser(
-        "check", help="check segment definitions against a schema",
+        "check",
+        help="check segment definitions against a schema",
         description="Parse and type-check every definition of a segments file (TOML with "
         "[segment.NAME] tables, or a .pql file), report all errors with their position, and "
         "show what each definition reads and how it can be evaluated.",
@@ -74,7 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(run=_check)
 
     fmt = sub.add_parser(
-        "fmt", help="format segment definitions canonically",
+        "fmt",
+        help="format segment definitions canonically",
         description="Rewrite every definition in canonical form (see docs/language.md). "
         "Prints the formatted file unless --check or --write is given.",
     )
@@ -99,8 +101,11 @@ def _version() -> str:
 def _schema_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("schema (without one, only syntax and segment references are checked)")
     g.add_argument("--schema", type=Path, help="schema TOML: [profile], [events] and [keys] tables")
-    g.add_argument("--profiles", type=Path, help="read the profile fields from this Parquet, "
-                   "Arrow IPC or CSV file's schema")
+    g.add_argument(
+        "--profiles",
+        type=Path,
+        help="read the profile fields from this Parquet, Arrow IPC or CSV file's schema",
+    )
     g.add_argument("--events", type=Path, help="read the event fields from this file's schema")
     g.add_argument("--event-time", help="events' timestamp field (default: timestamp)")
     g.add_argument("--event-type", help="events' type field (default: eventType)")
@@ -142,9 +147,12 @@ def _arrow_schema(path: Path) -> Any:
         raise UsageError(f"{path}: no such file")
     name = path.name.lower()
     try:
-        if name.endswith(".parquet") or path.is_dir():
-            return pyarrow.parquet.read_schema(path) if path.is_file() else \
-                pyarrow.dataset.dataset(path).schema  # type: ignore[attr-defined]
+        if path.is_dir():
+            import pyarrow.dataset
+
+            return pyarrow.dataset.dataset(path).schema
+        if name.endswith(".parquet"):
+            return pyarrow.parquet.read_schema(path)
         if name.endswith((".arrow", ".feather", ".ipc")):
             with pa.memory_map(str(path)) as source:
                 return pyarrow.ipc.open_file(source).schema
@@ -189,9 +197,9 @@ def check_file(segments: SegmentFile, schema: Schema | None) -> list[_Report]:
     cycle = dependency_cycle(refs)
     if cycle:
         for name in set(cycle[:-1]):
-            reports[name].errors.append(SegmentNameError(
-                "inSegment references form a cycle: " + " → ".join(cycle)
-            ))
+            reports[name].errors.append(
+                SegmentNameError("inSegment references form a cycle: " + " → ".join(cycle))
+            )
     analyses: dict[str, Analysis] = {}
     for name in _dependency_order(refs):
         if schema is not None and name in checked and not reports[name].errors:
@@ -203,9 +211,11 @@ def check_file(segments: SegmentFile, schema: Schema | None) -> list[_Report]:
 def check_references(tree: ir.Expr, names: set[str]) -> None:
     """Raise for inSegment references to segments not among ``names``."""
     errors: list[SegmentError] = [
-        SegmentNameError(f"unknown segment {ref.name!r}", ref.span,
-                         hint=did_you_mean(ref.name, names))
-        for ref in ir.walk(tree) if isinstance(ref, ir.SegmentRef) and ref.name not in names
+        SegmentNameError(
+            f"unknown segment {ref.name!r}", ref.span, hint=did_you_mean(ref.name, names)
+        )
+        for ref in ir.walk(tree)
+        if isinstance(ref, ir.SegmentRef) and ref.name not in names
     ]
     raise_all(errors)
 
@@ -249,7 +259,9 @@ def _check(args: argparse.Namespace) -> int:
             out.print(f"[green]ok[/green]  {r.definition.name}{methods}")
     total = len(reports)
     scope = "" if schema is not None else " (syntax and references only: no schema given)"
-    summary = f"{total} segment{'s' * (total != 1)}: {total - failed} ok, {failed} with errors{scope}"
+    summary = (
+        f"{total} segment{'s' * (total != 1)}: {total - failed} ok, {failed} with errors{scope}"
+    )
     if failed or not args.quiet:
         out.print(summary, style="red" if failed else None)
     return FAILED if failed else OK
@@ -326,6 +338,18 @@ def _fmt(args: argparse.Namespace) -> int:
     return OK
 
 
+def _toml_string(text: str) -> Any:
+    """A TOML string item for ``text``: literal when possible, multi-line text as a block
+    that starts on the line after the quotes (so positions in the file stay readable)."""
+    import tomlkit
+
+    if "\n" in text and "'''" not in text:
+        return tomlkit.parse("v = '''\n" + text + "\n'''")["v"]
+    return tomlkit.string(
+        text, literal="\n" not in text and "'" not in text, multiline="\n" in text
+    )
+
+
 def _format_toml(original: str, formatted: dict[str, str]) -> str:
     """The file with each pql value replaced, comments and layout kept (tomlkit)."""
     import tomlkit
@@ -333,16 +357,12 @@ def _format_toml(original: str, formatted: dict[str, str]) -> str:
     doc = tomlkit.parse(original)
     tables = doc["segment"]
     for name, text in formatted.items():
-        table = tables[name]  # type: ignore[index]
+        table = tables[name]
         if table["pql"] == text:
             continue
-        multiline = "\n" in text
-        literal = "'''" not in text if multiline else "'" not in text
-        value = ("\n" + text + "\n") if multiline else text
-        table["pql"] = tomlkit.string(value, literal=literal, multiline=multiline)
+        table["pql"] = _toml_string(text)
     return tomlkit.dumps(doc)
 
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
-

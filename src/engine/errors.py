@@ -128,7 +128,7 @@ class SegmentValueError(SegmentError, ValueError):
     kind = "value"
 
 
-class SegmentErrorGroup(SegmentError, ExceptionGroup):  # type: ignore[misc]
+class SegmentErrorGroup(SegmentError, ExceptionGroup):
     """Several errors found in one definition, reported together (use ``.errors``)."""
 
     kind = "group"

@@ -35,7 +35,7 @@ def _table(*rows: tuple[str, Style, int, int, str, str]) -> dict[str, Function]:
     return {r[0]: Function(*r) for r in rows}
 
 
-M, F, I = Style.METHOD, Style.FUNCTION, Style.INFIX
+M, F, INFIX = Style.METHOD, Style.FUNCTION, Style.INFIX
 
 FUNCTIONS = _table(
     # string predicates: s.fn(t[, caseSensitive])
@@ -47,15 +47,15 @@ FUNCTIONS = _table(
     ("doesNotStartWith", M, 2, 3, "string", "s does not start with t (both present)"),
     ("doesNotEndWith", M, 2, 3, "string", "s does not end with t (both present)"),
     ("doesNotContain", M, 2, 3, "string", "s does not contain t (both present)"),
-    ("like", I, 2, 2, "like", "SQL LIKE: % any run, _ one character"),
+    ("like", INFIX, 2, 2, "like", "SQL LIKE: % any run, _ one character"),
     ("matches", M, 2, 2, "regex", "a regular expression matches somewhere in s"),
     ("regexGroup", M, 3, 3, "regex", "capture group n of the first match, or null"),
     # null tests
     ("isNull", M, 1, 1, "null", "the value is missing"),
     ("isNotNull", M, 1, 1, "null", "the value is present"),
     # lists and sets
-    ("in", I, 2, 2, "membership", "x is one of the list's elements"),
-    ("notIn", I, 2, 2, "membership", "x is present and not one of the elements"),
+    ("in", INFIX, 2, 2, "membership", "x is one of the list's elements"),
+    ("notIn", INFIX, 2, 2, "membership", "x is present and not one of the elements"),
     ("includes", M, 2, 2, "list", "the list has the element"),
     ("intersects", M, 2, 2, "list", "the lists share an element"),
     ("subsetOf", M, 2, 2, "list", "every element of a is in b"),
@@ -82,8 +82,16 @@ FUNCTIONS = _table(
 _SIGNATURES = {
     **{
         n: f"s.{n}(t[, caseSensitive])"
-        for n in ("startsWith", "endsWith", "contains", "equals", "notEqualTo",
-                  "doesNotStartWith", "doesNotEndWith", "doesNotContain")
+        for n in (
+            "startsWith",
+            "endsWith",
+            "contains",
+            "equals",
+            "notEqualTo",
+            "doesNotStartWith",
+            "doesNotEndWith",
+            "doesNotContain",
+        )
     },
     "like": 's like "pattern"',
     "matches": 's.matches("regex")',
@@ -117,8 +125,9 @@ NEGATIVE_STRING_PREDICATES = frozenset(
     {"notEqualTo", "doesNotStartWith", "doesNotEndWith", "doesNotContain"}
 )
 PREDICATES = frozenset(
-    n for n, f in FUNCTIONS.items()
-    if f.family in ("string", "like", "null", "membership") or n in (
-        "matches", "includes", "intersects", "subsetOf", "supersetOf")
+    n
+    for n, f in FUNCTIONS.items()
+    if f.family in ("string", "like", "null", "membership")
+    or n in ("matches", "includes", "intersects", "subsetOf", "supersetOf")
 )
 """Functions whose value is always true or false, never null."""

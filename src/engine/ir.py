@@ -50,8 +50,8 @@ __all__ = [
     "Path",
     "Period",
     "Quantifier",
-    "Select",
     "SegmentRef",
+    "Select",
     "Side",
     "Step",
     "TimeCond",
@@ -73,7 +73,7 @@ def node(cls: type[N]) -> type[N]:
     shared ``span`` and ``dtype`` fields are declared with ``compare=False``.
     """
     cls = dataclass(frozen=True, slots=True, eq=False, repr=False)(cls)
-    cls._keys = tuple(f.name for f in fields(cls) if f.compare)  # type: ignore[attr-defined]
+    cls._keys = tuple(f.name for f in fields(cls) if f.compare)
     return cls
 
 
@@ -200,7 +200,7 @@ NEGATED_COMPARE = {"=": "!=", "!=": "=", "<": ">=", "<=": ">", ">": "<=", ">=": 
 class Literal(Expr):
     """A constant: null, bool, int, float, string, or a timestamp (ms since the epoch)."""
 
-    value: None | bool | int | float | str
+    value: bool | int | float | str | None
     kind: LitKind
 
 

@@ -23,8 +23,12 @@ from engine.grammar import grammar_text
 
 __all__ = ["MAX_DEPTH", "parse"]
 
-MAX_DEPTH = 200
-"""Deepest nesting accepted; deeper text is refused rather than overflowing Python's stack."""
+MAX_DEPTH = 100
+"""Deepest nesting accepted; deeper text is refused rather than overflowing Python's stack.
+
+The IR's ``==``, ``repr`` and pickling and `unparse` all recurse, several frames per level: at
+200 levels they overflow the default recursion limit, so leave room for them and later passes.
+"""
 
 
 def parse(text: str) -> ir.Expr:
@@ -39,7 +43,9 @@ def parse(text: str) -> ir.Expr:
     if not isinstance(text, str):
         raise TypeError(f"parse() takes segment text (str), not {type(text).__name__}")
     if not text.strip():
-        raise SegmentSyntaxError("empty definition: write a condition such as age > 30", None, text)
+        raise SegmentSyntaxError(
+            "empty definition: write a condition such as age > 30", Span.at(text, 0), text
+        )
     _check_nesting(text)
     try:
         tree = _parser().parse(text)
@@ -142,18 +148,35 @@ def _timestamp_ms(tok: Token) -> int:
         offset = sign * dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
     try:
         value = dt.datetime(
-            int(y), int(mo), int(d), int(h or 0), int(mi or 0), int(s or 0),
-            int((frac or "0").ljust(3, "0")[:3]) * 1000, tzinfo=dt.timezone(offset),
+            int(y),
+            int(mo),
+            int(d),
+            int(h or 0),
+            int(mi or 0),
+            int(s or 0),
+            int((frac or "0").ljust(3, "0")[:3]) * 1000,
+            tzinfo=dt.timezone(offset),
         )
     except ValueError as e:
         raise _error(f"invalid timestamp {tok}: {e}", tok) from None
+    try:
+        value.astimezone(dt.UTC)  # years 1-9999 in UTC too, so the formatter can write it
+    except OverflowError:
+        raise _error(f"timestamp {tok} is out of range", tok) from None
     return round(value.timestamp() * 1000)
+
+
+def _int(tok: Token) -> int:
+    try:
+        return int(tok)
+    except ValueError:  # more digits than int() converts (sys.get_int_max_str_digits())
+        raise _error(f"number {tok[:10]}... has too many digits", tok) from None
 
 
 def _number(tok: Token) -> ir.Literal:
     text = str(tok)
     if re.fullmatch(r"\d+", text):
-        return ir.Literal(int(text), ir.LitKind.INT, span=_span(tok))
+        return ir.Literal(_int(tok), ir.LitKind.INT, span=_span(tok))
     value = float(text)
     if not math.isfinite(value):
         raise _error(f"number {text} is out of range", tok)
@@ -163,7 +186,7 @@ def _number(tok: Token) -> ir.Literal:
 def _whole_number(tok: Token, what: str) -> int:
     if not re.fullmatch(r"\d+", str(tok)):
         raise _error(f"{what} must be a whole number, not {tok}", tok)
-    return int(tok)
+    return _int(tok)
 
 
 # ---------------------------------------------------------------- tree → IR
@@ -261,8 +284,11 @@ class _ToIR(Transformer[Token, ir.Expr]):
     def null(self, c: list[Any]) -> ir.Expr:
         return ir.Literal(None, ir.LitKind.NULL, span=_span(c))
 
-    def list(self, c: list[Any]) -> ir.Expr:
-        return ir.ListLit(tuple(c[0] or ()), span=_span(c))
+    def list_(self, c: list[Any]) -> ir.Expr:
+        # A list's span is its elements (checker errors point at the first one); only an
+        # empty list takes the brackets', so that every node has a span.
+        items = tuple(c[1] or ())
+        return ir.ListLit(items, span=_span(items) if items else _span(c))
 
     def args(self, c: list[Any]) -> tuple[ir.Expr, ...]:
         return tuple(c)
@@ -271,7 +297,7 @@ class _ToIR(Transformer[Token, ir.Expr]):
         return ir.Path((str(c[0]),), span=_span(c))
 
     def call(self, c: list[Any]) -> ir.Expr:
-        name, args = str(c[0]), c[1] or ()
+        name, args = str(c[0]), tuple(c[1] or ())
         span = _span(c)
         if (
             name in ("inSegment", "inAudience")
@@ -392,7 +418,9 @@ def _check_nesting(text: str) -> None:
             stack.append(i)
             if len(stack) > MAX_DEPTH:
                 raise SegmentSyntaxError(
-                    f"brackets nest more than {MAX_DEPTH} levels deep", Span.at(text, i, i + 1), text
+                    f"brackets nest more than {MAX_DEPTH} levels deep",
+                    Span.at(text, i, i + 1),
+                    text,
                 )
         elif ch in _CLOSERS:
             if not stack or text[stack[-1]] != _CLOSERS[ch]:
@@ -445,8 +473,24 @@ _WORDS = {
     "BANG": "'!'",
     "$END": "the end of the text",
 }
-_VALUE_STARTS = {"NUMBER", "STRING", "NAME", "QUOTED_NAME", "TIMESTAMP", "TRUE", "FALSE", "NULL",
-                 "NOW", "TODAY", "XEVENT", "LPAR", "LSQB", "MINUS"}
+# Terminals that only exist to give a better message; never suggest them.
+_UNSUGGESTED = {"DOUBLE_EQ"}
+_VALUE_STARTS = {
+    "NUMBER",
+    "STRING",
+    "NAME",
+    "QUOTED_NAME",
+    "TIMESTAMP",
+    "TRUE",
+    "FALSE",
+    "NULL",
+    "NOW",
+    "TODAY",
+    "XEVENT",
+    "LPAR",
+    "LSQB",
+    "MINUS",
+}
 _OPERATOR_TOKEN = re.compile(
     r"(?:(?<![\w.])(?:and|or|not|in|notin|like|matches|occurs)|<=|>=|!=|[=<>+\-*/%!])\s*$",
     re.IGNORECASE,
@@ -454,7 +498,7 @@ _OPERATOR_TOKEN = re.compile(
 
 
 def _describe(expected: Iterable[str]) -> str:
-    names = set(expected)
+    names = set(expected) - _UNSUGGESTED
     if "NAME" in names and "NUMBER" not in names:
         return "a name"  # after a dot, where every word is a name
     words: list[str] = []
@@ -474,6 +518,21 @@ def _token_text(tok: Token) -> str:
     return "the end of the text" if tok.type == "$END" else f"'{tok}'"
 
 
+def _accepted(e: UnexpectedInput, fallback: Iterable[str]) -> set[str]:
+    """The terminals that can really come next.
+
+    The parse table's row (``e.expected``) also lists what a *merged* LALR state would accept
+    elsewhere (after a bare name: ':', ',', 'from', 'where'), so ask the parser instead.
+    """
+    interactive = getattr(e, "interactive_parser", None)
+    if interactive is not None:
+        try:
+            return set(interactive.accepts())
+        except LarkError:  # pragma: no cover - accepts() runs without callbacks
+            pass
+    return set(fallback)
+
+
 def _friendly(e: UnexpectedInput, text: str) -> SegmentSyntaxError:
     pos = e.pos_in_stream if e.pos_in_stream is not None else len(text)
     at_end = isinstance(e, UnexpectedToken) and e.token.type == "$END"
@@ -483,12 +542,22 @@ def _friendly(e: UnexpectedInput, text: str) -> SegmentSyntaxError:
     if isinstance(e, UnexpectedCharacters):
         ch = text[pos] if pos < len(text) else ""
         span = Span.at(text, pos, pos + 1)
+        ident = re.match(r"[A-Za-z_][A-Za-z0-9_]*", text[pos:])
+        if ident and ident.group(0).lower() == "xevent":
+            return SegmentSyntaxError(
+                f"'{ident.group(0)}' is reserved: the events are written xEvent",
+                Span.at(text, pos, ident.end() + pos),
+                text,
+                hint=f"write xEvent, or `{ident.group(0)}` for a field of that name",
+            )
         if ch in "\"'":
             return SegmentSyntaxError(
                 "string is never closed", span, text, hint=f"add a closing {ch} on the same line"
             )
         if ch == "`":
-            return SegmentSyntaxError("quoted name is never closed", span, text, hint="add a closing `")
+            return SegmentSyntaxError(
+                "quoted name is never closed", span, text, hint="add a closing `"
+            )
         if ch == "@":
             return SegmentSyntaxError(
                 "malformed timestamp", span, text, hint="write @YYYY-MM-DD or @YYYY-MM-DDTHH:MM:SSZ"
@@ -496,32 +565,47 @@ def _friendly(e: UnexpectedInput, text: str) -> SegmentSyntaxError:
         if text[pos : pos + 2] in ("&&", "||"):
             word = "and" if ch == "&" else "or"
             return SegmentSyntaxError(
-                f"'{text[pos:pos + 2]}' is not an operator", Span.at(text, pos, pos + 2), text,
+                f"'{text[pos : pos + 2]}' is not an operator",
+                Span.at(text, pos, pos + 2),
+                text,
                 hint=f"write '{word}'",
             )
         return SegmentSyntaxError(
-            f"unexpected character {ch!r}; expected {_describe(e.allowed or ())}", span, text
+            f"unexpected character {ch!r}; expected {_describe(_accepted(e, e.allowed or ()))}",
+            span,
+            text,
         )
 
     assert isinstance(e, UnexpectedToken)
     tok = e.token
-    expected = set(e.expected)
-    start = tok.start_pos if tok.start_pos is not None else len(text)
-    end = tok.end_pos if tok.end_pos is not None else start
-    span = Span.at(text, start, max(end, start + (tok.type != "$END")))
+    expected = _accepted(e, e.expected)
+    if tok.type == "$END":  # lark places it on the last token; point just past the text
+        start = end = len(text.rstrip())
+    else:
+        start = tok.start_pos if tok.start_pos is not None else len(text)
+        end = tok.end_pos if tok.end_pos is not None else start
+    span = Span.at(text, start, max(end, start + 1))
     if tok.type == "$END":
         if dangling:
             op = dangling.group(0).strip()
             return SegmentSyntaxError(
                 f"dangling operator '{op}': it needs a value after it",
-                Span.at(text, dangling.start(), dangling.start() + len(op)), text,
+                Span.at(text, dangling.start(), dangling.start() + len(op)),
+                text,
             )
         return SegmentSyntaxError(
             f"unexpected end of text; expected {_describe(expected)}", span, text
         )
+    if tok.type == "COMP_OP" and tok == ">" and before.rstrip().endswith("<"):
+        lt = len(before.rstrip()) - 1
+        return SegmentSyntaxError(
+            "'<>' is not an operator", Span.at(text, lt, end), text, hint="write != for not equal"
+        )
     if tok.type in ("SELECT", "EXISTS", "FORALL") and dangling:
         return SegmentSyntaxError(
-            f"'{tok}' cannot follow an operator without parentheses", span, text,
+            f"'{tok}' cannot follow an operator without parentheses",
+            span,
+            text,
             hint=f"write ( {tok} ... ) so it is clear where the {str(tok).lower()} ends",
         )
     if expected & _VALUE_STARTS and dangling:
@@ -531,15 +615,18 @@ def _friendly(e: UnexpectedInput, text: str) -> SegmentSyntaxError:
         )
     if tok.type == "COMP_OP" and "COMP_OP" not in expected and re.search(r"[=<>]", before):
         return SegmentSyntaxError(
-            "comparisons cannot be chained", span, text,
+            "comparisons cannot be chained",
+            span,
+            text,
             hint="combine them with and: a < b and b < c",
         )
     if tok.type in ("NAME", "NUMBER", "STRING") and "AND" in expected:
         return SegmentSyntaxError(
-            f"unexpected {_token_text(tok)} after a complete expression", span, text,
+            f"unexpected {_token_text(tok)} after a complete expression",
+            span,
+            text,
             hint="join conditions with and / or, or check for a missing operator or comma",
         )
     return SegmentSyntaxError(
         f"unexpected {_token_text(tok)}; expected {_describe(expected)}", span, text
     )
-

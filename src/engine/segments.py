@@ -27,8 +27,13 @@ _KEYS = {"pql", "description"}
 class SegmentFileError(EngineError, ValueError):
     """A segments file that cannot be read: not TOML, or not laid out as segment tables."""
 
-    def __init__(self, message: str, path: Path | None = None, line: int | None = None,
-                 column: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        path: Path | None = None,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
         self.message, self.path, self.line, self.column = message, path, line, column
         where = str(path) if path else ""
         if line is not None:
@@ -89,8 +94,9 @@ class SegmentFile:
         except tomllib.TOMLDecodeError as e:
             m = re.search(r"\(at line (\d+), column (\d+)\)", str(e))
             line, col = (int(m.group(1)), int(m.group(2))) if m else (None, None)
-            raise SegmentFileError(f"not valid TOML: {str(e).split(' (at line')[0]}", path,
-                                   line, col) from None
+            raise SegmentFileError(
+                f"not valid TOML: {str(e).split(' (at line')[0]}", path, line, col
+            ) from None
         segments = data.get("segment")
         extra = sorted(set(data) - {"segment"})
         if extra:
@@ -125,8 +131,14 @@ def _definition(name: str, table: Any, text: str, path: Path | None) -> Definiti
 
 def _header_line(text: str, name: str) -> int | None:
     pattern = re.compile(
-        r"^\s*\[\s*segment\s*\.\s*(?:" + re.escape(name) + r"|\"" + re.escape(name) + r"\"|'"
-        + re.escape(name) + r"')\s*\]", re.MULTILINE,
+        r"^\s*\[\s*segment\s*\.\s*(?:"
+        + re.escape(name)
+        + r"|\""
+        + re.escape(name)
+        + r"\"|'"
+        + re.escape(name)
+        + r"')\s*\]",
+        re.MULTILINE,
     )
     m = pattern.search(text)
     return text.count("\n", 0, m.start()) + 1 if m else None
@@ -137,7 +149,7 @@ def _toml_origin(text: str, header_line: int | None, pql: str) -> tuple[int, int
     if header_line is None:
         return None
     lines = text.split("\n")
-    offset = sum(len(x) + 1 for x in lines[: header_line])
+    offset = sum(len(x) + 1 for x in lines[:header_line])
     m = re.compile(r"^\s*pql\s*=\s*('''|\"\"\"|'|\")", re.MULTILINE).search(text, offset)
     if not m:
         return None
@@ -166,7 +178,7 @@ def dependency_cycle(refs: Mapping[str, frozenset[str]]) -> list[str] | None:
         path.append(name)
         for ref in sorted(refs.get(name, ())):
             if state.get(ref) == 1:
-                return [*path[path.index(ref):], ref]
+                return [*path[path.index(ref) :], ref]
             if ref in refs and ref not in state:
                 found = visit(ref)
                 if found:

@@ -22,8 +22,30 @@ QUANTIFIED, OR, AND, NOT, PREDICATE, SUM, PRODUCT, UNARY, POSTFIX, ATOM = range(
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # Words the lexer reads as keywords where an expression may start.
 _RESERVED = frozenset(
-    "and or not in notin like occurs true false null select exists forall chain now today "
-    "yesterday tomorrow xevent this last next".split()
+    [
+        "and",
+        "or",
+        "not",
+        "in",
+        "notin",
+        "like",
+        "occurs",
+        "true",
+        "false",
+        "null",
+        "select",
+        "exists",
+        "forall",
+        "chain",
+        "now",
+        "today",
+        "yesterday",
+        "tomorrow",
+        "xevent",
+        "this",
+        "last",
+        "next",
+    ]
 )
 # ... and, right after `occurs`, the words that begin its other forms.
 _RESERVED_AFTER_OCCURS = _RESERVED | {"on", "before", "after", "between"}
@@ -39,10 +61,9 @@ def unparse(node: ir.Node, *, pretty: bool = False, width: int = 88) -> str:
     >>> unparse(parse("NOT(a=1) AND b IN ['x','y']"))
     'not (a = 1) and b in ["x", "y"]'
     """
-    text, _ = _Unparser().show(node)
-    if pretty and len(text) > width:
+    if pretty:
         return _Pretty(width).show(node, 0)
-    return text
+    return _Unparser().show(node)[0]
 
 
 def quote_name(name: str, reserved: frozenset[str] = _RESERVED) -> str:
@@ -55,7 +76,10 @@ def quote_name(name: str, reserved: frozenset[str] = _RESERVED) -> str:
 
 
 def _member_name(name: str) -> str:
-    return name if _IDENT.match(name) else quote_name(name)
+    # After a dot every word is a name, except a respelling of xEvent: the lexer reads none.
+    if _IDENT.match(name) and (name.lower() != "xevent" or name == "xEvent"):
+        return name
+    return quote_name(name)
 
 
 def _path(parts: tuple[str, ...] | list[str], reserved: frozenset[str] = _RESERVED) -> str:
@@ -82,7 +106,7 @@ def string_literal(value: str) -> str:
 
 def timestamp_literal(ms: int) -> str:
     stamp = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(milliseconds=ms)
-    text = stamp.strftime("%Y-%m-%dT%H:%M:%S")
+    text = f"{stamp.year:04d}-" + stamp.strftime("%m-%dT%H:%M:%S")  # %Y does not pad year 999
     if ms % 1000:
         text += f".{ms % 1000:03d}"
     return f"@{text}Z"
@@ -90,6 +114,15 @@ def timestamp_literal(ms: int) -> str:
 
 def _unit(unit: ir.TimeUnit, amount: int) -> str:
     return unit.value if amount == 1 else unit.value + "s"
+
+
+def _reads_as_segment_ref(n: ir.Call) -> bool:
+    return (
+        n.fn in ("inSegment", "inAudience")
+        and len(n.args) == 1
+        and isinstance(n.args[0], ir.Literal)
+        and n.args[0].kind is ir.LitKind.STRING
+    )
 
 
 class _Unparser:
@@ -173,7 +206,10 @@ class _Unparser:
         return "-" + self.at(n.arg, UNARY), UNARY
 
     def show_Occurs(self, n: ir.Occurs) -> tuple[str, int]:
-        return f"{self.at(n.subject, SUM)} occurs {self.time_cond(n.when, after_occurs=True)}", PREDICATE
+        return (
+            f"{self.at(n.subject, SUM)} occurs {self.time_cond(n.when, after_occurs=True)}",
+            PREDICATE,
+        )
 
     def time_cond(self, n: ir.TimeCond, *, after_occurs: bool = False) -> str:
         reserved = _RESERVED_AFTER_OCCURS if after_occurs else _RESERVED
@@ -195,7 +231,9 @@ class _Unparser:
 
     # ---- postfix
     def show_Member(self, n: ir.Member) -> tuple[str, int]:
-        return f"{self.at(n.obj, POSTFIX)}.{_member_name(n.name)}", POSTFIX
+        # a checked tree joins xEvent.device.model into one dotted name: print it as written
+        name = ".".join(_member_name(part) for part in n.name.split("."))
+        return f"{self.at(n.obj, POSTFIX)}.{name}", POSTFIX
 
     def show_Filter(self, n: ir.Filter) -> tuple[str, int]:
         return f"{self.at(n.source, POSTFIX)}[{self.at(n.cond, QUANTIFIED)}]", POSTFIX
@@ -203,6 +241,8 @@ class _Unparser:
     def show_Call(self, n: ir.Call) -> tuple[str, int]:
         fn = FUNCTIONS.get(n.fn)
         style = fn.style if fn else Style.FUNCTION
+        if _reads_as_segment_ref(n):
+            style = Style.METHOD  # "x".inSegment() is a call; inSegment("x") would be a reference
         if style is Style.INFIX and len(n.args) == 2:
             left, right = (self.at(a, SUM) for a in n.args)
             return f"{left} {n.fn} {right}", PREDICATE
@@ -238,30 +278,60 @@ class _Unparser:
         return f"chain({source}, {quote_name(n.time_field)}, [{', '.join(steps)}])", ATOM
 
 
-class _Pretty(_Unparser):
-    """Line-breaking variant for `pqlite fmt`: long and/or chains get one operand per line."""
+class _Pretty:
+    """Line-breaking printer for `pqlite fmt`: what fits in the width stays on one line;
+    otherwise and/or chains get one operand per line, quantifiers one clause per line, and
+    long filters and negations open an indented block."""
 
     def __init__(self, width: int) -> None:
         self.width = width
+        self.flat = _Unparser()
 
-    def show(self, node: ir.Node, indent: int = 0) -> str:  # type: ignore[override]
-        flat, _ = _Unparser().show(node)
-        if indent + len(flat) <= self.width or not isinstance(node, (ir.And, ir.Or)):
-            return flat
-        word, level = ("and", NOT) if isinstance(node, ir.And) else ("or", AND)
+    def show(self, node: ir.Node, indent: int) -> str:
+        text, _ = self.flat.show(node)
+        if indent + len(text) <= self.width:
+            return text
         pad = " " * indent
-        lines = []
-        for i, arg in enumerate(node.args):
-            text = self.operand(arg, level, indent)
-            lines.append(text if i == 0 else f"{pad}{word} {text}")
-        return "\n".join(lines)
+        match node:
+            case ir.And() | ir.Or():
+                word, level = ("and", NOT) if isinstance(node, ir.And) else ("or", AND)
+                parts = [self.at(a, level, indent) for a in node.args]
+                return f"\n{pad}{word} ".join(parts)
+            case ir.Select():
+                ci = indent + len(node.quantifier.value) + 1  # clauses line up after the keyword
+                clauses = []
+                for c in node.clauses:
+                    clause, _ = self.flat.show(ir.Select(node.quantifier, (c,)))
+                    clause = clause[len(node.quantifier.value) + 1 :]
+                    if ci + len(clause) + 1 > self.width:
+                        clause = f"{quote_name(c.var)} from {self.at(c.source, OR, ci)}"
+                        if c.cond is not None:
+                            clause += f"\n{' ' * (ci + 4)}where {self.at(c.cond, OR, ci + 10)}"
+                    clauses.append(clause)
+                return f"{node.quantifier.value} " + f",\n{' ' * ci}".join(clauses)
+            case ir.Not():
+                return f"not {self.block(node.arg, indent)}"
+            case ir.Compare():
+                return f"{self.at(node.left, SUM, indent)} {node.op} {self.at(node.right, SUM, indent)}"
+            case ir.Filter():
+                inner = self.show(node.cond, indent + 4)
+                return f"{self.at(node.source, POSTFIX, indent)}[\n{pad}    {inner}\n{pad}]"
+            case ir.Call() if (
+                node.args and FUNCTIONS.get(node.fn) and FUNCTIONS[node.fn].style is Style.METHOD
+            ):
+                args = ", ".join(self.flat.at(a, OR) for a in node.args[1:])
+                return f"{self.at(node.args[0], POSTFIX, indent)}.{_member_name(node.fn)}({args})"
+            case ir.Member():
+                return f"{self.at(node.obj, POSTFIX, indent)}.{_member_name(node.name)}"
+        return text
 
-    def operand(self, node: ir.Expr, level: int, indent: int) -> str:
-        _, own = _Unparser().show(node)
-        if own >= level:
-            return self.show(node, indent)
+    def at(self, node: ir.Node, level: int, indent: int) -> str:
+        """Like `_Unparser.at`: parenthesized (as a block) when ``node`` binds looser than ``level``."""
+        _, own = self.flat.show(node)
+        return self.show(node, indent) if own >= level else self.block(node, indent)
+
+    def block(self, node: ir.Node, indent: int) -> str:
         inner = self.show(node, indent + 4)
         if "\n" not in inner:
             return f"({inner})"
-        pad = " " * (indent + 4)
-        return f"(\n{pad}{inner}\n{' ' * indent})"
+        return f"(\n{' ' * (indent + 4)}{inner}\n{' ' * indent})"

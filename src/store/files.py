@@ -10,7 +10,9 @@ from pathlib import Path
 __all__ = ["write_atomic"]
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes | str, *, encoding: str = "utf-8") -> None:
+def write_atomic(
+    path: str | os.PathLike[str], data: bytes | str, *, encoding: str = "utf-8"
+) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same directory.
 
     The temporary file is flushed and fsynced, renamed over ``path`` (atomic on POSIX), and

@@ -51,6 +51,8 @@ class DType:
     @classmethod
     def parse(cls, text: str) -> DType:
         """Read ``int``, ``list<string>`` and the other names `str` produces."""
+        if not isinstance(text, str):
+            raise SchemaError(f'a type must be written as a string such as "int", not {text!r}')
         spec = text.strip().lower()
         is_list = spec.startswith("list<") and spec.endswith(">")
         name = spec[5:-1].strip() if is_list else spec
@@ -149,7 +151,7 @@ class Schema:
         return cls(
             profile=_fields(profile.items()),
             events=_fields(events.items()),
-            **keys,  # type: ignore[arg-type]
+            **keys,
         )
 
     @classmethod
@@ -231,21 +233,26 @@ def _flatten_arrow(schema: pa.Schema) -> Iterable[tuple[str, Field]]:
         yield from _flatten_field(arrow_field.name, arrow_field.type, arrow_field.nullable)
 
 
-def _flatten_field(name: str, arrow_type: pa.DataType, nullable: bool) -> Iterable[tuple[str, Field]]:
+def _flatten_field(
+    name: str, arrow_type: pa.DataType, nullable: bool
+) -> Iterable[tuple[str, Field]]:
     import pyarrow as pa
 
     if pa.types.is_struct(arrow_type):
         for child in arrow_type:
-            yield from _flatten_field(f"{name}.{child.name}", child.type, nullable or child.nullable)
+            yield from _flatten_field(
+                f"{name}.{child.name}", child.type, nullable or child.nullable
+            )
         return
     if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
-        kind = _arrow_kind(name, arrow_type.value_type)
+        kind = _arrow_kind(name, arrow_type.value_type, column_type=arrow_type)
         yield name, Field(name, DType(kind, is_list=True), nullable)
         return
     yield name, Field(name, DType(_arrow_kind(name, arrow_type)), nullable)
 
 
-def _arrow_kind(name: str, arrow_type: pa.DataType) -> Kind:
+def _arrow_kind(name: str, arrow_type: pa.DataType, column_type: pa.DataType | None = None) -> Kind:
+    """The kind of ``arrow_type`` (a column's type, or the element type of ``column_type``)."""
     import pyarrow as pa
 
     t = arrow_type
@@ -265,7 +272,8 @@ def _arrow_kind(name: str, arrow_type: pa.DataType) -> Kind:
         return Kind.DATE
     hint = _UNSUPPORTED_HINTS.get(str(t).split("[")[0].split("<")[0], "")
     raise SchemaError(
-        f"column {name!r} has Arrow type {arrow_type}, which pqlite cannot evaluate; "
+        f"column {name!r} has Arrow type {arrow_type if column_type is None else column_type}, "
+        "which pqlite cannot evaluate; "
         "supported: bool, integers, floats, decimals, strings, timestamps, dates, "
         f"structs of these and lists of these{hint}"
     )
@@ -279,5 +287,10 @@ _UNSUPPORTED_HINTS = {
     "time64": "; store times of day as integers (e.g. seconds since midnight)",
     "map": "; flatten the map into struct columns or two list columns",
     "list": "; lists of lists are not supported: flatten the inner lists",
+    "large_list": "; lists of lists are not supported: flatten the inner lists",
+    "struct": "; lists of structs are not supported: store each struct field as a list column",
+    "fixed_size_list": "; cast fixed-size lists to list<...>",
+    "list_view": "; cast list views to list<...>",
+    "large_list_view": "; cast list views to list<...>",
     "null": "; the column holds only nulls: give it a type or drop it",
 }

@@ -16,7 +16,15 @@ def is_predicate(n: ir.Expr) -> bool:
     unwrap a one-operand and/or or a double negation around it anywhere.
     """
     match n:
-        case ir.Compare() | ir.Not() | ir.And() | ir.Or() | ir.Occurs() | ir.SegmentRef() | ir.Chain():
+        case (
+            ir.Compare()
+            | ir.Not()
+            | ir.And()
+            | ir.Or()
+            | ir.Occurs()
+            | ir.SegmentRef()
+            | ir.Chain()
+        ):
             return True
         case ir.Select():
             return n.quantifier is not ir.Quantifier.SELECT

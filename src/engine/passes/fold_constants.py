@@ -24,7 +24,8 @@ def fold_constants(expr: ir.Expr) -> ir.Expr:
     >>> unparse(fold_constants(parse("age > 10 * 3 and (1 / 0 = 2 or true)")))
     'age > 30'
     """
-    return _fold(expr, condition=True)
+    folded: ir.Expr = _fold(expr, condition=True)
+    return folded
 
 
 def _fold(n: Any, condition: bool) -> Any:
@@ -41,7 +42,9 @@ def _fold(n: Any, condition: bool) -> Any:
             )
         else:
             continue
-        if new != value or any(a is not b for a, b in zip(_as_tuple(new), _as_tuple(value), strict=False)):
+        if new != value or any(
+            a is not b for a, b in zip(_as_tuple(new), _as_tuple(value), strict=False)
+        ):
             changes[key] = new
     if changes:
         n = n.with_(**changes)
@@ -66,6 +69,8 @@ def _simplify(n: ir.Expr, condition: bool) -> ir.Expr:
             return _arith(n, a, b)
         case ir.Neg(arg=ir.Literal(kind=kind) as a) if kind in _NUMERIC:
             return a.with_(value=_wrap(-a.value, kind), span=n.span)  # type: ignore[operator]
+        case ir.Compare(left=left, right=right) if _is_null(left) or _is_null(right):
+            return bool_literal(False, n)
         case ir.Compare(left=ir.Literal() as a, right=ir.Literal() as b):
             result = _compare(n.op, a, b)
             return n if result is None else bool_literal(result, n)
@@ -74,7 +79,8 @@ def _simplify(n: ir.Expr, condition: bool) -> ir.Expr:
         case ir.And() | ir.Or():
             return _junction(n, condition)
         case ir.Call(fn="if", args=(ir.Literal() as test, a, b)) if test.kind in (
-            ir.LitKind.BOOL, ir.LitKind.NULL
+            ir.LitKind.BOOL,
+            ir.LitKind.NULL,
         ):
             return a if test.value is True else b
         case ir.Call(fn="in" | "notIn", args=(ir.Literal() as item, ir.ListLit() as items)) if all(
@@ -87,12 +93,15 @@ def _simplify(n: ir.Expr, condition: bool) -> ir.Expr:
     return n
 
 
+def _is_null(n: ir.Expr) -> bool:
+    return isinstance(n, ir.Literal) and n.kind is ir.LitKind.NULL
+
+
 def _junction(n: ir.And | ir.Or, condition: bool) -> ir.Expr:
     absorbing = isinstance(n, ir.Or)  # true absorbs an or, false absorbs an and
     args: list[ir.Expr] = []
-    for a in n.args:
-        if isinstance(a, ir.Literal) and a.kind is ir.LitKind.NULL:
-            a = bool_literal(False, a)
+    for arg in n.args:
+        a = bool_literal(False, arg) if _is_null(arg) else arg
         if is_bool_literal(a, absorbing):
             return bool_literal(absorbing, n)
         if is_bool_literal(a, not absorbing) or a in args:
@@ -103,7 +112,9 @@ def _junction(n: ir.And | ir.Or, condition: bool) -> ir.Expr:
     if len(args) == 1 and (condition or is_predicate(args[0])):
         return args[0]
     if len(args) == 1:
-        args.append(bool_literal(not absorbing, n))  # keep the and/or: it turns a value into a condition
+        args.append(
+            bool_literal(not absorbing, n)
+        )  # keep the and/or: it turns a value into a condition
     return n.with_(args=tuple(args)) if len(args) != len(n.args) else n
 
 
@@ -138,7 +149,11 @@ def _arith(n: ir.Arith, a: ir.Literal, b: ir.Literal) -> ir.Expr:
         value = x / y
         both_int = False
     else:  # truncated remainder: the sign follows the dividend, as in SQL and Java
-        value = math.copysign(abs(x) % abs(y), x) if not both_int else (abs(x) % abs(y)) * (1 if x >= 0 else -1)
+        value = (
+            math.copysign(abs(x) % abs(y), x)
+            if not both_int
+            else (abs(x) % abs(y)) * (1 if x >= 0 else -1)
+        )
     kind = ir.LitKind.INT if both_int else ir.LitKind.FLOAT
     value = _wrap(value, kind) if both_int else float(value)
     if isinstance(value, float) and not math.isfinite(value):

@@ -25,7 +25,8 @@ def negation_normal_form(expr: ir.Expr) -> ir.Expr:
     >>> unparse(negation_normal_form(parse("not (age > 30 or not email.isNull())")))
     'not (age > 30) and email.isNull()'
     """
-    return _nnf(expr, negate=False, condition=True)
+    normalized: ir.Expr = _nnf(expr, negate=False, condition=True)
+    return normalized
 
 
 def _nnf(n: Any, *, negate: bool, condition: bool) -> Any:
@@ -53,8 +54,11 @@ def _recurse(n: Any) -> Any:
             changes[key] = _nnf(value, negate=False, condition=cond)
         elif isinstance(value, tuple) and any(isinstance(x, ir.Node) for x in value):
             changes[key] = tuple(
-                _nnf(x, negate=False,
-                     condition=cond or (isinstance(n, ir.Call) and n.fn == "if" and i == 0))
+                _nnf(
+                    x,
+                    negate=False,
+                    condition=cond or (isinstance(n, ir.Call) and n.fn == "if" and i == 0),
+                )
                 for i, x in enumerate(value)
             )
     changed = {k: v for k, v in changes.items() if v is not getattr(n, k)}
