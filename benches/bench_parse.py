@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from engine.checker import check
-from engine.parser import parse
+from engine.parser import _parse, parse
 from store.schema import Schema
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,6 +68,9 @@ COUNTRIES = ["US", "CA", "DE", "FR", "GB", "IT", "ES", "NL", "BE", "AT", "DK", "
 EVENT_TYPES = ["purchase", "product_view", "add_to_cart", "page_view", "checkout", "refund"]
 UNITS = ["days", "hours", "weeks", "minutes"]
 PERIODS = ["today", "yesterday", "last month", "this year", "last week"]
+
+# parse() caches trees by text; the uncached function is what a new definition costs.
+parse_new = _parse.__wrapped__
 
 
 def variants(count: int, seed: int = 10) -> list[str]:
@@ -123,7 +126,7 @@ def batch_us(texts: list[str], schema: Schema) -> tuple[float, float]:
     perf = time.perf_counter
     for text in texts:
         start = perf()
-        check(text, schema)
+        check(parse_new(text), schema)
         times.append(perf() - start)
     return sum(times) * 1e3, statistics.median(times) * 1e6
 
@@ -213,9 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     assert check(DEFINITION, schema) == check(tree, schema)
 
     warm: dict[str, Callable[[], object]] = {
-        "parse + check": lambda: check(DEFINITION, schema),
-        "parse only": lambda: parse(DEFINITION),
+        "parse + check": lambda: check(parse_new(DEFINITION), schema),
+        "parse only": lambda: parse_new(DEFINITION),
         "check only (parsed IR)": lambda: check(tree, schema),
+        "parse + check, text seen before (cached)": lambda: check(DEFINITION, schema),
     }
     samples: dict[str, list[float]] = {name: [] for name in warm}
     batch_total: list[float] = []

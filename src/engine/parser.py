@@ -11,7 +11,7 @@ import datetime as dt
 import functools
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from lark import Lark, Token, Transformer
@@ -20,6 +20,7 @@ from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedInput, Un
 from engine import ir
 from engine.errors import SegmentSyntaxError, Span
 from engine.grammar import grammar_text
+from engine.lalr import Fallback, fast_parser
 
 __all__ = ["MAX_DEPTH", "parse"]
 
@@ -42,11 +43,30 @@ def parse(text: str) -> ir.Expr:
     """
     if not isinstance(text, str):
         raise TypeError(f"parse() takes segment text (str), not {type(text).__name__}")
+    return _parse(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(text: str) -> ir.Expr:
+    """`parse` with a cache: the IR is immutable, so one tree can serve every caller."""
     if not text.strip():
         raise SegmentSyntaxError(
             "empty definition: write a condition such as age > 30", Span.at(text, 0), text
         )
     _check_nesting(text)
+    try:
+        tree = _fast()(text)
+    except (Fallback, SegmentSyntaxError):
+        tree = _lark_parse(text)  # Lark parses it again and reports any error
+    assert isinstance(tree, ir.Expr)
+    if _depth(tree) > MAX_DEPTH:
+        raise SegmentSyntaxError(
+            f"expression nests more than {MAX_DEPTH} levels deep", Span.at(text, 0), text
+        )
+    return tree
+
+
+def _lark_parse(text: str) -> ir.Expr:
     try:
         tree = _parser().parse(text)
     except SegmentSyntaxError as e:
@@ -56,11 +76,12 @@ def parse(text: str) -> ir.Expr:
     except LarkError as e:  # pragma: no cover - lark reports everything above as UnexpectedInput
         raise SegmentSyntaxError(f"cannot parse: {e}", None, text) from None
     assert isinstance(tree, ir.Expr)
-    if _depth(tree) > MAX_DEPTH:
-        raise SegmentSyntaxError(
-            f"expression nests more than {MAX_DEPTH} levels deep", Span.at(text, 0), text
-        )
     return tree
+
+
+@functools.cache
+def _fast() -> Callable[[str], Any]:
+    return fast_parser(_parser())
 
 
 @functools.cache
@@ -78,24 +99,40 @@ def _parser() -> Lark:
 # ---------------------------------------------------------------- spans
 
 
-def _item_bounds(item: Any) -> tuple[Span, Span] | None:
+def _first(item: Any) -> tuple[int, int, int] | None:
+    """(offset, line, column) where the leftmost token or node of ``item`` starts."""
     if isinstance(item, Token):
-        s = Span(item.start_pos or 0, item.end_pos or 0, item.line or 1, item.column or 1)
-        return s, s
+        return item.start_pos or 0, item.line or 1, item.column or 1
     if isinstance(item, ir.Node):
-        return (item.span, item.span) if item.span else None
+        s = item.span
+        return None if s is None else (s.start, s.line, s.column)
     if isinstance(item, (list, tuple)):
-        bounds = [b for b in map(_item_bounds, item) if b]
-        return (bounds[0][0], bounds[-1][1]) if bounds else None
+        for x in item:
+            found = _first(x)
+            if found is not None:
+                return found
+    return None
+
+
+def _last(item: Any) -> int | None:
+    """Offset where the rightmost token or node of ``item`` ends."""
+    if isinstance(item, Token):
+        return item.end_pos if item.end_pos is not None else item.start_pos or 0
+    if isinstance(item, ir.Node):
+        return None if item.span is None else item.span.end
+    if isinstance(item, (list, tuple)):
+        for x in reversed(item):
+            found = _last(x)
+            if found is not None:
+                return found
     return None
 
 
 def _span(*items: Any) -> Span | None:
-    bounds = [b for b in map(_item_bounds, items) if b]
-    if not bounds:
+    first, end = _first(items), _last(items)
+    if first is None or end is None:
         return None
-    first, last = bounds[0][0], bounds[-1][1]
-    return Span(first.start, last.end, first.line, first.column)
+    return Span(first[0], end, first[1], first[2])
 
 
 def _error(message: str, *items: Any, hint: str | None = None) -> SegmentSyntaxError:
