@@ -47,7 +47,6 @@ class _Token(Token):
 
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_SPACE = re.compile(r"\s+")
 
 
 def fast_parser(lark: Lark) -> Callable[[str], Any]:
@@ -99,68 +98,59 @@ def fast_parser(lark: Lark) -> Callable[[str], Any]:
         for name in ("NUMBER", "STRING", "TIMESTAMP", "QUOTED_NAME")
     }
     # Operators, longest first, so that "<=" wins over "<" and "==" over "=".
-    symbol_re = re.compile(r"==|<=|>=|!=|[=<>+\-*/%!()\[\],.:]")
-    comparisons = {"=", "<", ">", "<=", ">=", "!="}
+
+    # One regex for every token, dispatched on the group that matched; the literal terminals'
+    # patterns are Lark's own.
+    master = re.compile(
+        "|".join(
+            [
+                r"(?P<space>\s+)",
+                r"(?P<word>[A-Za-z_][A-Za-z0-9_]*)",
+                *(f"(?P<{name}>{rx.pattern})" for name, rx in patterns.items()),
+                r"(?P<symbol>==|<=|>=|!=|[=<>+\-*/%!()\[\],.:])",
+            ]
+        )
+    )
+    symbols = {"==": "DOUBLE_EQ", "+": "ADD_OP", "*": "MUL_OP", "/": "MUL_OP", "%": "MUL_OP"}
+    symbols.update(dict.fromkeys(("=", "<", ">", "<=", ">=", "!="), "COMP_OP"))
+    symbols.update({sym: kind for sym, kind in punctuation.items() if sym not in symbols})
 
     def tokens(text: str, acceptable: Callable[[], dict[str, tuple[bool, Any]]]) -> Iterator[Token]:
         pos, line, line_start, n = 0, 1, 0, len(text)
+        match = master.match
         while pos < n:
-            m = _SPACE.match(text, pos)
-            if m:
-                chunk = m.group()
-                newlines = chunk.count("\n")
+            m = match(text, pos)
+            if m is None:
+                raise Fallback
+            group, end = m.lastgroup, m.end()
+            if group == "space":
+                newlines = text.count("\n", pos, end)
                 if newlines:
                     line += newlines
-                    line_start = pos + chunk.rfind("\n") + 1
-                pos = m.end()
+                    line_start = text.rfind("\n", pos, end) + 1
+                pos = end
                 continue
-            ch = text[pos]
-            accept = acceptable()
-            kind: str
-            if (ch.isascii() and ch.isalpha()) or ch == "_":
-                m = _WORD.match(text, pos)
-                if m is None:  # pragma: no cover - an ASCII letter always starts a word
-                    raise Fallback
-                word = m.group()
-                kind = exact_keywords.get(word) or keywords.get(word.lower(), "")
+            value = m.group()
+            if group == "word":
+                accept = acceptable()
+                kind = exact_keywords.get(value) or keywords.get(value.lower(), "")
                 if not kind or kind not in accept:
-                    if "UNIT" in accept and unit_re.match(text, pos):
+                    if "UNIT" in accept and unit_re.fullmatch(value):
                         kind = "UNIT"
-                    elif name_re.fullmatch(word):
+                    elif name_re.fullmatch(value):
                         kind = "NAME"
                     elif not kind:
                         raise Fallback
-                end = m.end()
-            elif ch.isdigit() or (ch == "." and "NUMBER" in accept):
-                m = patterns["NUMBER"].match(text, pos)
-                if m is None:
-                    raise Fallback
-                kind, end = "NUMBER", m.end()
-            elif ch in "\"'@`":
-                kind = {"@": "TIMESTAMP", "`": "QUOTED_NAME"}.get(ch, "STRING")
-                m = patterns[kind].match(text, pos)
-                if m is None:
-                    raise Fallback
-                end = m.end()
+            elif group == "symbol":
+                kind = symbols[value]
+                if value == "-":  # binary where an operator may stand, else unary
+                    kind = "ADD_OP" if "ADD_OP" in acceptable() else "MINUS"
             else:
-                m = symbol_re.match(text, pos)
-                if m is None:
-                    raise Fallback
-                sym = m.group()
-                if sym == "==":
-                    kind = "DOUBLE_EQ"
-                elif sym in comparisons:
-                    kind = "COMP_OP"
-                elif sym == "-":
-                    kind = "ADD_OP" if "ADD_OP" in accept else "MINUS"
-                elif sym == "+":
-                    kind = "ADD_OP"
-                elif sym in "*/%":
-                    kind = "MUL_OP"
-                else:
-                    kind = punctuation[sym]
-                end = m.end()
-            yield _Token(kind, text[pos:end], pos, line, pos - line_start + 1)
+                assert group is not None
+                kind = group
+                if value[0] == "." and "NUMBER" not in acceptable():
+                    raise Fallback  # Lark would read a "." here; let it decide
+            yield _Token(kind, value, pos, line, pos - line_start + 1)
             pos = end
 
     # A pass-through reduction only replaces the top state (the state below stays), so a whole

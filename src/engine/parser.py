@@ -440,11 +440,18 @@ _OPENERS = {"(": ")", "[": "]"}
 _CLOSERS = {")": "(", "]": "["}
 
 
+_NESTING_CHARS = re.compile(r"[()\[\]\"'`]")
+
+
 def _check_nesting(text: str) -> None:
     """Catch unbalanced brackets and absurd nesting before the parser sees the text."""
     stack: list[int] = []
     i, n = 0, len(text)
     while i < n:
+        m = _NESTING_CHARS.search(text, i)  # jump to the next bracket or quote
+        if m is None:
+            break
+        i = m.start()
         ch = text[i]
         if ch in "\"'`":
             end = _string_end(text, i)
