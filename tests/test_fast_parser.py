@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from engine import ir
 from engine.errors import SegmentSyntaxError
 from engine.lalr import Fallback
-from engine.parser import _fast, _lark_parse, parse
+from engine.parser import _depth, _fast, _lark_parse, parse
 from engine.unparse import unparse
 from tests import strategies
 from tests.fixtures import FIXTURES, load_pairs
@@ -26,12 +26,14 @@ def _spans(tree: ir.Node) -> list[object]:
 def assert_same_as_lark(text: str) -> bool:
     """True when the fast path parsed ``text`` (and agreed with Lark)."""
     try:
-        fast = _fast()(text)
+        fast, tokens = _fast()(text)
     except (Fallback, SegmentSyntaxError):
         return False
     slow = _lark_parse(text)
     assert fast == slow, text
     assert _spans(fast) == _spans(slow), text
+    # the depth bound parse() relies on to skip its depth walk for short texts
+    assert _depth(fast) <= 2 * tokens + 2, text
     return True
 
 

@@ -49,8 +49,11 @@ class _Token(Token):
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def fast_parser(lark: Lark) -> Callable[[str], Any]:
-    """A function parsing text exactly as ``lark.parse`` does, or raising `Fallback`."""
+def fast_parser(lark: Lark) -> Callable[[str], tuple[Any, int]]:
+    """A function parsing text exactly as ``lark.parse`` does, or raising `Fallback`.
+
+    It returns the tree and the number of tokens read.
+    """
     frontend = lark.parser
     core = frontend.parser.parser  # lark.parsers.lalr_parser._Parser
     table = core.parse_table
@@ -165,8 +168,9 @@ def fast_parser(lark: Lark) -> Callable[[str], Any]:
                 return top
             top = states[below][arg[2]][1]
 
-    def parse(text: str) -> Any:
+    def parse(text: str) -> tuple[Any, int]:
         state_stack = [start]
+        count = 0
         value_stack: list[Any] = []
         last: Token | None = None
 
@@ -181,6 +185,7 @@ def fast_parser(lark: Lark) -> Callable[[str], Any]:
                 token: Token = Token.new_borrow_pos("$END", "", last)
             else:
                 token = lexed
+                count += 1
             last = token
             kind = token.type
             while True:
@@ -201,7 +206,7 @@ def fast_parser(lark: Lark) -> Callable[[str], Any]:
                         new_top = collapsed[key] = collapse(below, top, kind)
                     state_stack[-1] = new_top
                     if kind == "$END" and new_top == end:
-                        return value_stack[-1]
+                        return value_stack[-1], count
                     continue
                 if size:
                     children = value_stack[-size:]
@@ -212,7 +217,7 @@ def fast_parser(lark: Lark) -> Callable[[str], Any]:
                 value_stack.append(callback(children))
                 state_stack.append(states[state_stack[-1]][goto_symbol][1])
                 if kind == "$END" and state_stack[-1] == end:
-                    return value_stack[-1]
+                    return value_stack[-1], count
         raise Fallback  # pragma: no cover - $END always reduces to the end state or fails
 
     return parse

@@ -55,11 +55,14 @@ def _parse(text: str) -> ir.Expr:
         )
     _check_nesting(text)
     try:
-        tree = _fast()(text)
+        tree, tokens = _fast()(text)
     except (Fallback, SegmentSyntaxError):
-        tree = _lark_parse(text)  # Lark parses it again and reports any error
+        tree, tokens = _lark_parse(text), None  # Lark parses it again and reports any error
     assert isinstance(tree, ir.Expr)
-    if _depth(tree) > MAX_DEPTH:
+    # Every node but an implicit `on` has a token of its own, so depth <= 2 * tokens + 2: short
+    # texts cannot be too deep and skip the walk.
+    deep_enough = tokens is None or 2 * tokens + 2 > MAX_DEPTH
+    if deep_enough and _depth(tree) > MAX_DEPTH:
         raise SegmentSyntaxError(
             f"expression nests more than {MAX_DEPTH} levels deep", Span.at(text, 0), text
         )
@@ -80,7 +83,7 @@ def _lark_parse(text: str) -> ir.Expr:
 
 
 @functools.cache
-def _fast() -> Callable[[str], Any]:
+def _fast() -> Callable[[str], tuple[Any, int]]:
     return fast_parser(_parser())
 
 
