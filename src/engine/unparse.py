@@ -231,9 +231,9 @@ class _Unparser:
 
     # ---- postfix
     def show_Member(self, n: ir.Member) -> tuple[str, int]:
-        # a checked tree joins xEvent.device.model into one dotted name: print it as written
-        name = ".".join(_member_name(part) for part in n.name.split("."))
-        return f"{self.at(n.obj, POSTFIX)}.{name}", POSTFIX
+        # One member name, quoted when it is not an identifier: a checked tree's joined
+        # xEvent.device.model prints as xEvent.`device.model`, which checks the same.
+        return f"{self.at(n.obj, POSTFIX)}.{_member_name(n.name)}", POSTFIX
 
     def show_Filter(self, n: ir.Filter) -> tuple[str, int]:
         return f"{self.at(n.source, POSTFIX)}[{self.at(n.cond, QUANTIFIED)}]", POSTFIX
