@@ -336,7 +336,7 @@ def _window(when: ir.TimeCond, bounds: Mapping[str, int | None]) -> int | None:
 
 def _with_methods(facts: Analysis, references: Callable[[str], Analysis | None] | None) -> Analysis:
     batch = Eligibility(True, "every definition can be evaluated in batch")
-    streaming, edge = _streaming(facts), _streaming(facts)
+    streaming = edge = _streaming(facts)
     if streaming.eligible and facts.reads_events and facts.segment_refs:
         profile_only_refs = references is not None and all(
             (a := references(name)) is not None and a.profile_only for name in facts.segment_refs

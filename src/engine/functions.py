@@ -120,10 +120,6 @@ _SIGNATURES = {
     "if": "if(test, a, b)",
 }
 
-STRING_PREDICATES = frozenset(n for n, f in FUNCTIONS.items() if f.family == "string")
-NEGATIVE_STRING_PREDICATES = frozenset(
-    {"notEqualTo", "doesNotStartWith", "doesNotEndWith", "doesNotContain"}
-)
 PREDICATES = frozenset(
     n
     for n, f in FUNCTIONS.items()

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.errors import EngineError, SegmentError, Span
+from engine.errors import EngineError, Span
 
 __all__ = ["Definition", "SegmentFile", "SegmentFileError", "dependency_cycle"]
 
@@ -193,8 +193,3 @@ def dependency_cycle(refs: Mapping[str, frozenset[str]]) -> list[str] | None:
             if found:
                 return found
     return None
-
-
-def locate_error(definition: Definition, error: SegmentError) -> tuple[int, int] | None:
-    """File position of ``error``, raised for ``definition``'s text."""
-    return definition.locate(error.span)

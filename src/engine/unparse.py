@@ -12,6 +12,7 @@ import re
 
 from engine import ir
 from engine.functions import FUNCTIONS, Style
+from engine.grammar import grammar_text
 
 __all__ = ["unparse"]
 
@@ -20,33 +21,19 @@ __all__ = ["unparse"]
 QUANTIFIED, OR, AND, NOT, PREDICATE, SUM, PRODUCT, UNARY, POSTFIX, ATOM = range(10)
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-# Words the lexer reads as keywords where an expression may start.
-_RESERVED = frozenset(
-    [
-        "and",
-        "or",
-        "not",
-        "in",
-        "notin",
-        "like",
-        "occurs",
-        "true",
-        "false",
-        "null",
-        "select",
-        "exists",
-        "forall",
-        "chain",
-        "now",
-        "today",
-        "yesterday",
-        "tomorrow",
-        "xevent",
-        "this",
-        "last",
-        "next",
-    ]
-)
+
+
+def _grammar_reserved() -> frozenset[str]:
+    """The words the grammar's NAME terminal refuses: read from segment.lark, the one source."""
+    m = re.search(r"^NAME: /\(\?!\(\?i:([A-Za-z|]+)\)", grammar_text(), re.MULTILINE)
+    if m is None:  # pragma: no cover - guarded by the round-trip tests
+        raise RuntimeError("segment.lark: cannot find the reserved words of NAME")
+    return frozenset(word.lower() for word in m.group(1).split("|"))
+
+
+# Words the lexer reads as keywords where an expression may start: the reserved ones, and the
+# period words, which are keywords there because `last month` may start an expression.
+_RESERVED = _grammar_reserved() | {"this", "last", "next"}
 # ... and, right after `occurs`, the words that begin its other forms.
 _RESERVED_AFTER_OCCURS = _RESERVED | {"on", "before", "after", "between"}
 

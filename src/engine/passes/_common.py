@@ -5,9 +5,6 @@ from __future__ import annotations
 from engine import ir
 from engine.functions import PREDICATES
 
-TRUE = ir.Literal(True, ir.LitKind.BOOL)
-FALSE = ir.Literal(False, ir.LitKind.BOOL)
-
 
 def is_predicate(n: ir.Expr) -> bool:
     """True when ``n`` is always true or false, never null nor another type.
