@@ -8,7 +8,7 @@ arity, `NameError` for unknown names), so callers can catch either family.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = [
     "EngineError",
@@ -22,9 +22,12 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Span:
-    """Where a piece of segment text is: character offsets and 1-based line and column."""
+class Span(NamedTuple):
+    """Where a piece of segment text is: character offsets and 1-based line and column.
+
+    A named tuple rather than a dataclass because the parser makes one per node, and a tuple
+    is the cheapest immutable record to build.
+    """
 
     start: int
     end: int

@@ -15,8 +15,7 @@ the two paths to identical trees, spans included.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
-from itertools import chain
+from collections.abc import Callable
 from typing import Any
 
 from lark import Lark, Token
@@ -100,61 +99,68 @@ def fast_parser(lark: Lark) -> Callable[[str], tuple[Any, int]]:
         name: re.compile(terminals[name].pattern.to_regexp())
         for name in ("NUMBER", "STRING", "TIMESTAMP", "QUOTED_NAME")
     }
-    # Operators, longest first, so that "<=" wins over "<" and "==" over "=".
-
-    # One regex for every token, dispatched on the group that matched; the literal terminals'
-    # patterns are Lark's own.
+    # One regex for every token (after optional white space), dispatched on the group that
+    # matched; the literal terminals' patterns are Lark's own.
     master = re.compile(
-        "|".join(
+        r"\s*(?:"
+        + "|".join(
             [
-                r"(?P<space>\s+)",
                 r"(?P<word>[A-Za-z_][A-Za-z0-9_]*)",
                 *(f"(?P<{name}>{rx.pattern})" for name, rx in patterns.items()),
                 r"(?P<symbol>==|<=|>=|!=|[=<>+\-*/%!()\[\],.:])",
             ]
         )
+        + ")"
     )
     symbols = {"==": "DOUBLE_EQ", "+": "ADD_OP", "*": "MUL_OP", "/": "MUL_OP", "%": "MUL_OP"}
     symbols.update(dict.fromkeys(("=", "<", ">", "<=", ">=", "!="), "COMP_OP"))
     symbols.update({sym: kind for sym, kind in punctuation.items() if sym not in symbols})
 
-    def tokens(text: str, acceptable: Callable[[], dict[str, tuple[bool, Any]]]) -> Iterator[Token]:
-        pos, line, line_start, n = 0, 1, 0, len(text)
-        match = master.match
-        while pos < n:
-            m = match(text, pos)
-            if m is None:
+    def classify(group: str, value: str, accept: dict[str, Any]) -> str:
+        """The terminal of a lexeme, given the terminals the parser accepts next."""
+        if group == "word":
+            kind = exact_keywords.get(value) or keywords.get(value.lower(), "")
+            if kind and kind in accept:
+                return kind
+            if "UNIT" in accept and unit_re.fullmatch(value):
+                return "UNIT"
+            if name_re.fullmatch(value):
+                return "NAME"
+            if not kind:
                 raise Fallback
-            group, end = m.lastgroup, m.end()
-            if group == "space":
-                newlines = text.count("\n", pos, end)
+            return kind
+        if group == "symbol":
+            if value == "-":  # binary where an operator may stand, else unary
+                return "ADD_OP" if "ADD_OP" in accept else "MINUS"
+            return symbols[value]
+        if value[0] == "." and "NUMBER" not in accept:
+            raise Fallback  # Lark would read a "." here; let it decide
+        return group
+
+    def lex(text: str) -> list[tuple[str, str, int, int, int]]:
+        """(group, text, offset, line, column) of each lexeme; words are classified later."""
+        out = []
+        pos, line, line_start = 0, 1, 0
+        multiline = "\n" in text
+        for m in master.finditer(text):
+            if m.start() != pos:
+                raise Fallback  # a character no token starts with
+            group = m.lastgroup
+            assert group is not None
+            begin, pos = m.start(group), m.end()
+            if multiline:
+                newlines = text.count("\n", m.start(), begin)
                 if newlines:
                     line += newlines
-                    line_start = text.rfind("\n", pos, end) + 1
-                pos = end
-                continue
-            value = m.group()
-            if group == "word":
-                accept = acceptable()
-                kind = exact_keywords.get(value) or keywords.get(value.lower(), "")
-                if not kind or kind not in accept:
-                    if "UNIT" in accept and unit_re.fullmatch(value):
-                        kind = "UNIT"
-                    elif name_re.fullmatch(value):
-                        kind = "NAME"
-                    elif not kind:
-                        raise Fallback
-            elif group == "symbol":
-                kind = symbols[value]
-                if value == "-":  # binary where an operator may stand, else unary
-                    kind = "ADD_OP" if "ADD_OP" in acceptable() else "MINUS"
-            else:
-                assert group is not None
-                kind = group
-                if value[0] == "." and "NUMBER" not in acceptable():
-                    raise Fallback  # Lark would read a "." here; let it decide
-            yield _Token(kind, value, pos, line, pos - line_start + 1)
-            pos = end
+                    line_start = text.rfind("\n", m.start(), begin) + 1
+            out.append((group, m.group(group), begin, line, begin - line_start + 1))
+        if (pos < len(text) and not text[pos:].isspace()) or not out:
+            raise Fallback
+        return out
+
+    # A word's or symbol's terminal depends only on it and the parser state, so it is
+    # classified once per pair (the cache is cleared if odd input makes it large).
+    kinds: dict[tuple[str, int], str] = {}
 
     # A pass-through reduction only replaces the top state (the state below stays), so a whole
     # chain of them, e.g. atom → postfix → ... → or_expr, is one step, remembered per
@@ -169,55 +175,52 @@ def fast_parser(lark: Lark) -> Callable[[str], tuple[Any, int]]:
             top = states[below][arg[2]][1]
 
     def parse(text: str) -> tuple[Any, int]:
+        lexemes = lex(text)
         state_stack = [start]
-        count = 0
         value_stack: list[Any] = []
-        last: Token | None = None
-
-        def acceptable() -> dict[str, tuple[bool, Any]]:
-            return states[state_stack[-1]]
-
-        # Lazily: each word is classified in the parser state reached after the previous token.
-        for lexed in chain(tokens(text, acceptable), (None,)):
-            if lexed is None:
-                if last is None:
-                    raise Fallback
-                token: Token = Token.new_borrow_pos("$END", "", last)
+        push_state, push_value = state_stack.append, value_stack.append
+        last = lexemes[-1]
+        lexemes.append(("$END", "", last[2] + len(last[1]), last[3], last[4] + len(last[1])))
+        for group, value, begin, line, column in lexemes:
+            # Each word is classified in the state the previous token left the parser in.
+            if group in ("word", "symbol"):
+                key = (value, state_stack[-1])
+                kind = kinds.get(key)
+                if kind is None:
+                    if len(kinds) > 100_000:
+                        kinds.clear()
+                    kind = kinds[key] = classify(group, value, states[key[1]])
+            elif value[:1] == "." and "NUMBER" not in states[state_stack[-1]]:
+                raise Fallback  # Lark would read a "." here; let it decide
             else:
-                token = lexed
-                count += 1
-            last = token
-            kind = token.type
+                kind = group
+            token = _Token(kind, value, begin, line, column)
             while True:
                 step = states[state_stack[-1]].get(kind)
                 if step is None:
                     raise Fallback
-                shift, arg = step
-                if shift:
-                    state_stack.append(arg)
-                    value_stack.append(token)
+                if step[0]:  # shift
+                    push_state(step[1])
+                    push_value(token)
                     break
-                size, callback, goto_symbol = arg
+                size, callback, goto_symbol = step[1]
                 if callback is None:  # a chain of ?rules passing one child through
-                    below, top = state_stack[-2], state_stack[-1]
-                    key = (below, top, kind)
-                    new_top = collapsed.get(key)
-                    if new_top is None:
-                        new_top = collapsed[key] = collapse(below, top, kind)
-                    state_stack[-1] = new_top
-                    if kind == "$END" and new_top == end:
-                        return value_stack[-1], count
-                    continue
-                if size:
-                    children = value_stack[-size:]
-                    del state_stack[-size:]
-                    del value_stack[-size:]
+                    key2 = (state_stack[-2], state_stack[-1], kind)
+                    top = collapsed.get(key2)
+                    if top is None:
+                        top = collapsed[key2] = collapse(*key2)
+                    state_stack[-1] = top
                 else:
-                    children = []
-                value_stack.append(callback(children))
-                state_stack.append(states[state_stack[-1]][goto_symbol][1])
-                if kind == "$END" and state_stack[-1] == end:
-                    return value_stack[-1], count
+                    if size:
+                        children = value_stack[-size:]
+                        del state_stack[-size:]
+                        del value_stack[-size:]
+                    else:
+                        children = []
+                    push_value(callback(children))
+                    push_state(states[state_stack[-1]][goto_symbol][1])
+                if state_stack[-1] == end and kind == "$END":
+                    return value_stack[-1], len(lexemes) - 1
         raise Fallback  # pragma: no cover - $END always reduces to the end state or fails
 
     return parse

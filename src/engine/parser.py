@@ -11,7 +11,7 @@ import datetime as dt
 import functools
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from lark import Lark, Token, Transformer
@@ -102,29 +102,30 @@ def _parser() -> Lark:
 # ---------------------------------------------------------------- spans
 
 
-def _first(item: Any) -> tuple[int, int, int] | None:
-    """(offset, line, column) where the leftmost token or node of ``item`` starts."""
-    if isinstance(item, Token):
-        return item.start_pos or 0, item.line or 1, item.column or 1
-    if isinstance(item, ir.Node):
-        s = item.span
-        return None if s is None else (s.start, s.line, s.column)
-    if isinstance(item, (list, tuple)):
-        for x in item:
+def _first(items: Iterable[Any]) -> Token | Span | None:
+    """The leftmost token, or span of a node, in ``items`` (tokens, nodes, nested lists)."""
+    for x in items:
+        if isinstance(x, str):  # a Token
+            return x  # type: ignore[return-value]
+        if isinstance(x, ir.Node):
+            if x.span is not None:
+                return x.span
+        elif x is not None:
             found = _first(x)
             if found is not None:
                 return found
     return None
 
 
-def _last(item: Any) -> int | None:
-    """Offset where the rightmost token or node of ``item`` ends."""
-    if isinstance(item, Token):
-        return item.end_pos if item.end_pos is not None else item.start_pos or 0
-    if isinstance(item, ir.Node):
-        return None if item.span is None else item.span.end
-    if isinstance(item, (list, tuple)):
-        for x in reversed(item):
+def _last(items: Sequence[Any]) -> Token | Span | None:
+    """The rightmost token, or span of a node, in ``items``."""
+    for x in reversed(items):
+        if isinstance(x, str):
+            return x  # type: ignore[return-value]
+        if isinstance(x, ir.Node):
+            if x.span is not None:
+                return x.span
+        elif x is not None:
             found = _last(x)
             if found is not None:
                 return found
@@ -132,10 +133,22 @@ def _last(item: Any) -> int | None:
 
 
 def _span(*items: Any) -> Span | None:
-    first, end = _first(items), _last(items)
-    if first is None or end is None:
+    """The span from the first to the last token or node of ``items`` (called per node)."""
+    seq: Sequence[Any] = items
+    if len(items) == 1 and isinstance(items[0], (list, tuple)):
+        seq = items[0]  # the usual call, with a rule's children
+    first, last = _first(seq), _last(seq)
+    if first is None or last is None:
         return None
-    return Span(first[0], end, first[1], first[2])
+    if isinstance(first, Span):
+        start, line, column = first.start, first.line, first.column
+    else:
+        start, line, column = first.start_pos or 0, first.line or 1, first.column or 1
+    if isinstance(last, Span):
+        end = last.end
+    else:
+        end = last.end_pos if last.end_pos is not None else last.start_pos or 0
+    return Span(start, end, line, column)
 
 
 def _error(message: str, *items: Any, hint: str | None = None) -> SegmentSyntaxError:
@@ -369,6 +382,8 @@ class _ToIR(Transformer[Token, ir.Expr]):
 
     def name(self, c: list[Any]) -> Token:
         tok: Token = c[0]
+        if tok.type == "NAME":
+            return tok
         if tok.type == "QUOTED_NAME":
             return Token.new_borrow_pos("NAME", tok[1:-1], tok)
         return Token.new_borrow_pos("NAME", str(tok), tok)
