@@ -28,6 +28,7 @@ import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
+from common import fmt, print_table, summary
 from engine.checker import check
 from engine.parser import _parse, parse
 from store.schema import Schema
@@ -134,6 +135,7 @@ def batch_us(texts: list[str], schema: Schema) -> tuple[float, float]:
 COLD_SCRIPT = """
 import json, time, tomllib
 t0 = time.perf_counter()
+from common import fmt, print_table, summary
 from engine.checker import check
 from store.schema import Schema
 t1 = time.perf_counter()
@@ -158,38 +160,6 @@ def cold_run() -> dict[str, float]:
     result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
     result["process"] = wall
     return result
-
-
-def summary(values: list[float]) -> tuple[float, float, float]:
-    return statistics.median(values), min(values), max(values)
-
-
-def fmt(values: list[float], digits: int = 1) -> str:
-    med, lo, hi = summary(values)
-    return f"{med:,.{digits}f} ({lo:,.{digits}f}–{hi:,.{digits}f})"
-
-
-# ---------------------------------------------------------------- output
-
-
-def print_table(title: str, headers: list[str], rows: list[list[str]]) -> None:
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:  # pragma: no cover - rich is a dependency, but keep plain text working
-        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-        print(f"\n{title}")
-        print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
-        print("  ".join("-" * w for w in widths))
-        for row in rows:
-            print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
-        return
-    table = Table(title=title, title_justify="left")
-    for i, h in enumerate(headers):
-        table.add_column(h, justify="left" if i == 0 else "right")
-    for row in rows:
-        table.add_row(*row)
-    Console().print(table)
 
 
 def verdict(median_us: float) -> str:

@@ -101,7 +101,7 @@ def test_check_quiet(capsys):
         (["check", "missing.toml"], "no such file"),
         (["check", SEGMENTS, "--schema", "missing.toml"], "no such schema file"),
         (["check", SEGMENTS, "--schema", SEGMENTS], "unknown schema section"),
-        (["check", SEGMENTS, "--schema", SCHEMA, "--profiles", SCHEMA], "not both"),
+        (["check", SEGMENTS, "--schema", SCHEMA, "--profiles", SCHEMA], "give one of --schema, --store or --profiles"),
         (["check", SEGMENTS, "--events", SCHEMA], "needs --profiles"),
     ],
 )

@@ -20,10 +20,12 @@ from rich.console import Console
 from engine import ir
 from engine.analysis import Analysis, analyze
 from engine.checker import check, did_you_mean
+from engine.cli_data import add_commands
 from engine.errors import SegmentError, SegmentNameError, raise_all
 from engine.parser import parse
 from engine.segments import Definition, SegmentFile, SegmentFileError, dependency_cycle
 from engine.unparse import unparse
+from store.errors import StoreError
 from store.files import write_atomic
 from store.schema import Schema, SchemaError
 
@@ -45,8 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.run(args)
         return code
-    except (UsageError, SegmentFileError, SchemaError) as e:
-        Console(stderr=True, highlight=False).print(f"[red]error:[/red] {e}", markup=True)
+    except (UsageError, SegmentFileError, StoreError) as e:
+        console = Console(stderr=True, highlight=False)
+        console.print("[red]error:[/red] ", end="", markup=True)
+        console.print(str(e), markup=False, soft_wrap=True)
         return UNUSABLE
     except KeyboardInterrupt:
         return 130
@@ -86,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("--write", action="store_true", help="rewrite the file in place (atomically)")
     fmt.add_argument("--width", type=int, default=88, help="line width for long definitions")
     fmt.set_defaults(run=_fmt)
+    add_commands(sub)
     return p
 
 
@@ -101,6 +106,7 @@ def _version() -> str:
 def _schema_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("schema (without one, only syntax and segment references are checked)")
     g.add_argument("--schema", type=Path, help="schema TOML: [profile], [events] and [keys] tables")
+    g.add_argument("--store", type=Path, help="use the schema of this profile store directory")
     g.add_argument(
         "--profiles",
         type=Path,
@@ -113,8 +119,12 @@ def _schema_options(p: argparse.ArgumentParser) -> None:
 
 def load_schema(args: argparse.Namespace) -> Schema | None:
     """The schema the options describe, or None when none is given."""
-    if args.schema and (args.profiles or args.events):
-        raise UsageError("give either --schema or --profiles/--events, not both")
+    if sum(map(bool, (args.schema, args.store, args.profiles or args.events))) > 1:
+        raise UsageError("give one of --schema, --store or --profiles/--events")
+    if args.store:
+        from store.disk import read_manifest
+
+        return Schema.from_dict(read_manifest(args.store)["schema"])
     if args.schema:
         try:
             data = tomllib.loads(args.schema.read_text(encoding="utf-8"))

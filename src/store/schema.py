@@ -12,13 +12,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from store.errors import StoreError
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
 __all__ = ["DType", "Field", "Kind", "Schema", "SchemaError"]
 
 
-class SchemaError(ValueError):
+class SchemaError(StoreError, ValueError):
     """A schema description or an Arrow schema that pqlite cannot use."""
 
 
