@@ -135,7 +135,6 @@ def batch_us(texts: list[str], schema: Schema) -> tuple[float, float]:
 COLD_SCRIPT = """
 import json, time, tomllib
 t0 = time.perf_counter()
-from common import fmt, print_table, summary
 from engine.checker import check
 from store.schema import Schema
 t1 = time.perf_counter()

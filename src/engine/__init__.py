@@ -7,6 +7,8 @@ The public API is what this module exports; everything else is private.
 'not (age < 18)'
 """
 
+from typing import TYPE_CHECKING, Any
+
 from engine.analysis import Analysis as Analysis
 from engine.analysis import analyze as analyze
 from engine.checker import check as check
@@ -26,10 +28,18 @@ from engine.segments import SegmentFile as SegmentFile
 from engine.unparse import unparse as unparse
 from store.schema import Schema as Schema
 
+if TYPE_CHECKING:
+    from engine.codegen import CompileError as CompileError
+    from engine.session import Engine as Engine
+    from engine.session import Result as Result
+
 __all__ = [
     "Analysis",
+    "CompileError",
     "Definition",
+    "Engine",
     "EngineError",
+    "Result",
     "Schema",
     "SegmentError",
     "SegmentErrorGroup",
@@ -46,3 +56,19 @@ __all__ = [
     "unparse",
     "validate",
 ]
+
+# The evaluation side needs Numba (a third of a second to import): loaded on first use, so
+# checking and formatting definitions start quickly.
+_LAZY = {
+    "CompileError": "engine.codegen",
+    "Engine": "engine.session",
+    "Result": "engine.session",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'engine' has no attribute {name!r}")

@@ -326,7 +326,12 @@ class _Checker:
         if isinstance(node, ir.ListLit) and node.dtype is not ERROR:
             items = tuple(self.coerce(x, target) for x in node.items)
             if all(_same_family(x.dtype, target) for x in items if isinstance(x.dtype, DType)):
-                return node.with_(items=items, dtype=list_of(target))
+                element = target
+                if target.kind is Kind.INT and any(
+                    isinstance(x.dtype, DType) and x.dtype.kind is Kind.FLOAT for x in items
+                ):
+                    element = DType(Kind.FLOAT)  # ints and floats mix into floats
+                return node.with_(items=items, dtype=list_of(element))
             return node.with_(items=items)
         if not isinstance(node, ir.Literal) or node.dtype in (target, ERROR):
             return node  # an ERROR literal stands for a failed subtree: never re-read it
