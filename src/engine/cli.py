@@ -21,6 +21,7 @@ from engine import ir
 from engine.analysis import Analysis, analyze
 from engine.checker import check, did_you_mean
 from engine.cli_data import add_commands
+from engine.cli_run import add_commands as add_run_commands
 from engine.errors import SegmentError, SegmentNameError, raise_all
 from engine.parser import parse
 from engine.segments import Definition, SegmentFile, SegmentFileError, dependency_cycle
@@ -91,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     fmt.add_argument("--width", type=int, default=88, help="line width for long definitions")
     fmt.set_defaults(run=_fmt)
     add_commands(sub)
+    add_run_commands(sub)
     return p
 
 
