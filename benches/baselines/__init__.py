@@ -8,7 +8,7 @@ meaning ``docs/language.md`` gives them:
 * `benches.baselines.numba_b10`: hand-written Numba kernels over the store's own arrays
   (the "speed of light" the generated kernels are measured against).
 
-`benches.baselines.check_b10` runs all three, checks that every segment has exactly the same
-members in each, and prints the timings. The shared definitions are in
-`benches.baselines.b10`.
+`benches.baselines.check_b10` runs all three, checks them on the hand-made edge profiles of
+`benches.baselines.edge_b10` and that every segment has exactly the same members in each on
+B10, and prints the timings. The shared definitions are in `benches.baselines.b10`.
 """
