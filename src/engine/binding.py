@@ -33,7 +33,7 @@ from engine.timeops import (
 from store.columns import Column
 from store.profile_store import ProfileStore
 
-__all__ = ["bind"]
+__all__ = ["bind", "string_test"]
 
 _NUMPY = {"int": np.int64, "float": np.float64, "bool": np.bool_, "timestamp": np.int64,
           "date": np.int64, "string": np.int64}
@@ -94,7 +94,7 @@ def _stored(a: Arg, store: ProfileStore) -> Any:
         return np.asarray(pc.is_in(_dictionary(_column(store, ref[0])), value_set=values)
                           .to_numpy(zero_copy_only=False), np.bool_)
     if kind == "string_test":
-        return _string_test(_dictionary(_column(store, ref[0])), ref[1], ref[2])
+        return string_test(_dictionary(_column(store, ref[0])), ref[1], ref[2])
     if kind == "dictionary_size":
         return np.int64(len(_dictionary(_column(store, ref[0]))))
     if kind == "array":
@@ -107,7 +107,7 @@ def _dictionary(col: Column) -> pa.Array:
     return col.dictionary
 
 
-def _string_test(dictionary: pa.Array, fn: str, spec: tuple[Any, ...]) -> np.ndarray:
+def string_test(dictionary: pa.Array, fn: str, spec: tuple[Any, ...]) -> np.ndarray:
     """Whether each dictionary entry passes ``fn`` with literal arguments ``spec``."""
     text = str(spec[0])
     sensitive = bool(spec[1]) if len(spec) > 1 else True

@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
+
 from engine import ir
 from engine.errors import EngineError
 from engine.timeops import FOREVER_HI, FOREVER_LO, UNITS
@@ -269,7 +271,7 @@ class _Generator:
                     if node.op == "/":
                         self.emit(f"{out} = np.float64({a.code}) / np.float64({b.code})")
                     elif floats:
-                        self.emit(f"{out} = math.fmod({x}, {y})")
+                        self.emit(f"{out} = np.fmod({x}, {y})")
                     else:
                         self.emit(f"{out} = int_rem({a.code}, {b.code})")
             else:
@@ -301,13 +303,18 @@ class _Generator:
     def compare_strings(self, op: str, a: _Val, b: _Val) -> str:
         if op not in ("=", "!="):  # pragma: no cover - the checker refuses string ordering
             raise CompileError("strings are compared with = and != only")
+        if a.valid == "False" or b.valid == "False":  # a field no event here has: null
+            return "False"
+        # The type of a single-type partition is a known string: treat it as a literal.
+        a, b = (_Val("", "True", x.dtype, ("literal", x.column[1]))
+                if x.column and x.column[0] == "constant" else x for x in (a, b))
+        if a.column and b.column and a.column[0] == b.column[0] == "literal":
+            same = a.column[1] == b.column[1]
+            return str(same if op == "=" else not same)
         if a.column and a.column[0] == "literal":
             a, b = b, a
         if b.column and b.column[0] == "literal":
             text = b.column[1]
-            if a.column and a.column[0] == "constant":  # single-type partition: known now
-                same = a.column[1] == text
-                return str(same if op == "=" else not same)
             code = self.arg("code", a.column, text)
             test = f"({a.code} == {code})" if op == "=" else f"({a.code} != {code})"
             return test if a.valid == "True" else f"({a.valid} & {test})"
@@ -358,11 +365,17 @@ class _Generator:
             return self.membership(node, scope)
         if fn in _STRING_TESTS:
             v = self.value(args[0], scope)
-            if v.column is None or v.column[0] not in ("profile", "event"):
-                raise CompileError(f"{fn} is compiled on string fields only")
             spec = tuple(a.value if isinstance(a, ir.Literal) else None for a in args[1:])
             if any(x is None for x in spec):
                 raise CompileError(f"{fn} needs literal arguments to be compiled")
+            if v.valid == "False":
+                return "False"
+            if v.column and v.column[0] == "constant":  # known now: decide it now
+                from engine.binding import string_test
+
+                return str(bool(string_test(pa.array([v.column[1]]), fn, spec)[0]))
+            if v.column is None or v.column[0] not in ("profile", "event"):
+                raise CompileError(f"{fn} is compiled on string fields only")
             table = self.arg("string_test", v.column, fn, spec)
             return f"({v.valid} & {table}[{v.code}])"
         return None
@@ -430,8 +443,9 @@ class _Generator:
         if fn in ("currentYear", "currentMonth", "currentDayOfMonth"):
             part = {"currentYear": 0, "currentMonth": 1, "currentDayOfMonth": 2}[fn]
             return _Val(f"civil_from_days(now // 86400000)[{part}]", "True", t)
-        if t.kind is Kind.BOOL:
-            return _Val(self.cond(node, scope), "True", t)
+        handled = self.predicate(node, scope) if t.kind is Kind.BOOL else None
+        if handled is not None:
+            return _Val(handled, "True", t)
         raise CompileError(f"{fn}() is not compiled yet")
 
     def if_(self, node: ir.Call, scope: _Scope) -> _Val:
@@ -555,7 +569,9 @@ class _Generator:
     def aggregate(self, fn: str, src: ir.Expr, expr: ir.Expr, t: DType, scope: _Scope) -> _Val:
         acc, n = self.var("acc"), self.var("n")
         kind = t.kind
-        start = {"sum": _ZERO[kind], "average": "0.0", "min": _ZERO[kind], "max": _ZERO[kind]}[fn]
+        # Sums of ints stay ints (exact, wrapping) also for average, divided once at the end.
+        value_kind = expr.dtype.kind if isinstance(expr.dtype, DType) else kind
+        start = _ZERO[value_kind] if fn == "average" else _ZERO[kind]
         self.emit(f"{acc} = {start}")
         self.emit(f"{n} = 0")
         with self.scan(src, scope) as inner:
@@ -572,7 +588,7 @@ class _Generator:
             return _Val(acc, "True", t)
         if fn == "average":
             out = self.var("avg")
-            self.emit(f"{out} = {acc} / {n} if {n} > 0 else 0.0")
+            self.emit(f"{out} = np.float64({acc}) / {n} if {n} > 0 else 0.0")
             return _Val(out, f"({n} > 0)", t)
         return _Val(acc, f"({n} > 0)", t)
 
@@ -670,7 +686,8 @@ class _Generator:
             t_i = f"{time}[{inner.events[ev][0]}]"
             with self.block(f"if {t_i} > {last}:"):
                 for k, step in enumerate(steps):
-                    with self.block(f"if {step_k} == {k}:"):
+                    # elif: the event that completes a step cannot also count for the next
+                    with self.block(f"{'if' if k == 0 else 'elif'} {step_k} == {k}:"):
                         step_scope = scope_with(inner, "", inner.events[ev][0],
                                                 inner.events[ev][1])
                         conds = [step.what] + ([step.where] if step.where else [])

@@ -7,6 +7,7 @@ from typing import Any
 from engine import ir
 from engine.passes._common import CONDITION_FIELDS, bool_literal, is_predicate
 from engine.types import BOOL
+from store.schema import DType, Kind
 
 _OPPOSITE_NULL_TEST = {"isNull": "isNotNull", "isNotNull": "isNull"}
 
@@ -71,9 +72,17 @@ def _negate(n: ir.Expr) -> ir.Expr:
             return bool_literal(n.value is not True, n)
         case ir.Call(fn="isNull" | "isNotNull"):
             return n.with_(fn=_OPPOSITE_NULL_TEST[n.fn])
-        case ir.Compare() if _never_null(n.left) and _never_null(n.right):
+        case ir.Compare() if _complementable(n.left) and _complementable(n.right):
             return n.with_(op=ir.NEGATED_COMPARE[n.op])
     return ir.Not(n, span=n.span, dtype=None if n.dtype is None else BOOL)
+
+
+def _complementable(n: ir.Expr) -> bool:
+    """Whether ``not (a op b)`` is ``a (negated op) b``: both never null, and not float (a
+    float can be NaN, from inf - inf in a sum, which compares false both ways)."""
+    if isinstance(n.dtype, DType) and n.dtype.kind is Kind.FLOAT:
+        return False
+    return _never_null(n)
 
 
 def _never_null(n: ir.Expr) -> bool:
