@@ -388,6 +388,8 @@ class _Generator:
         if isinstance(item_node.dtype, DType) and item_node.dtype.is_list:
             raise CompileError(f"{node.fn} with a list on the left is not compiled yet")
         item = self.value(item_node, scope)
+        if item.valid == "False":  # a field no event here has: null, so both are false
+            return "False"
         values = [x.value for x in coll.items if isinstance(x, ir.Literal) and x.value is not None]
         if item.dtype.kind is Kind.STRING:
             if item.column and item.column[0] == "constant":
@@ -574,10 +576,22 @@ class _Generator:
         start = _ZERO[value_kind] if fn == "average" else _ZERO[kind]
         self.emit(f"{acc} = {start}")
         self.emit(f"{n} = 0")
+        exact = fn == "average" and value_kind is Kind.INT
+        if exact:  # int64 while it does not overflow, else the float sum
+            accf, wrapped = self.var("accf"), self.var("wrapped")
+            self.emit(f"{accf} = 0.0")
+            self.emit(f"{wrapped} = False")
         with self.scan(src, scope) as inner:
             v = self.value(expr, inner)
             with self.block(f"if {v.valid}:" if v.valid != "True" else "if True:"):
-                if fn in ("sum", "average"):
+                if exact:
+                    nxt = self.var("nxt")
+                    self.emit(f"{nxt} = {acc} + {v.code}")
+                    self.emit(f"{wrapped} = {wrapped} or ((({acc} ^ {v.code}) >= 0) and "
+                              f"(({acc} ^ {nxt}) < 0))")
+                    self.emit(f"{acc} = {nxt}")
+                    self.emit(f"{accf} += np.float64({v.code})")
+                elif fn in ("sum", "average"):
                     self.emit(f"{acc} += {v.code}")
                 else:
                     better = "<" if fn == "min" else ">"
@@ -588,7 +602,9 @@ class _Generator:
             return _Val(acc, "True", t)
         if fn == "average":
             out = self.var("avg")
-            self.emit(f"{out} = np.float64({acc}) / {n} if {n} > 0 else 0.0")
+            total = f"({accf} if {wrapped} else np.float64({acc}))" if exact else \
+                f"np.float64({acc})"
+            self.emit(f"{out} = {total} / {n} if {n} > 0 else 0.0")
             return _Val(out, f"({n} > 0)", t)
         return _Val(acc, f"({n} > 0)", t)
 
