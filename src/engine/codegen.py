@@ -390,6 +390,8 @@ class _Generator:
         item = self.value(item_node, scope)
         if item.valid == "False":  # a field no event here has: null, so both are false
             return "False"
+        if not all(isinstance(x, ir.Literal) for x in coll.items):
+            raise CompileError(f"{node.fn} is compiled with a list of literals on the right only")
         values = [x.value for x in coll.items if isinstance(x, ir.Literal) and x.value is not None]
         if item.dtype.kind is Kind.STRING:
             if item.column and item.column[0] == "constant":
