@@ -244,7 +244,7 @@ def _differential(data: st.DataObject, *, max_definitions: int, depth: int,
 # ================================================================ random differential tests
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(st.data())
 def test_generated_definitions_pass_the_checker(data: st.DataObject) -> None:
     """The generator writes well-typed text (the differential test filters out the rest, so a
@@ -262,7 +262,7 @@ def test_generated_definitions_pass_the_checker(data: st.DataObject) -> None:
           suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_compiled_equals_reference(data: st.DataObject) -> None:
-    _differential(data, max_definitions=4, depth=2)
+    _differential(data, max_definitions=3, depth=2)
 
 
 @pytest.mark.slow

@@ -205,6 +205,8 @@ class Engine:
             elapsed = (time.perf_counter() - started) * 1e3
             for name in names:
                 timings[name] = elapsed / len(names)
+        if self._last is not None:
+            self._last.previous = None  # keep one run back, not the whole history
         result = Result(now_ms, {name: bitmaps[name] for name in self._segments},
                         self.store.keys, timings, self._last)
         self._last = result
