@@ -129,6 +129,7 @@ class Engine:
         self.threads = threads
         self._segments: dict[str, _Segment] = {}
         self._bound: dict[Any, Any] = {}
+        self._sources: dict[tuple[str, ...], KernelSource] = {}  # per level; reset by define
         self._last: Result | None = None
 
     @property
@@ -144,6 +145,7 @@ class Engine:
         refs = frozenset(n.name for n in ir.walk(expr) if isinstance(n, ir.SegmentRef))
         generate({name: expr}, self.store)  # raises CompileError for what cannot run yet
         self._segments[name] = _Segment(name, pql, expr, refs)
+        self._sources.clear()
 
     def levels(self) -> list[list[str]]:
         """Segment names by dependency level (level 0 refers to no segment)."""
@@ -169,7 +171,11 @@ class Engine:
         return out
 
     def source(self, names: list[str]) -> KernelSource:
-        return generate({n: self._segments[n].expr for n in names}, self.store)
+        """The kernel source of a group of segments (generated once per definitions)."""
+        key = tuple(names)
+        if key not in self._sources:
+            self._sources[key] = generate({n: self._segments[n].expr for n in names}, self.store)
+        return self._sources[key]
 
     def _execute(self, kernel: Any, n: int, now: np.int64, out: np.ndarray,
                  values: list[Any]) -> None:

@@ -130,6 +130,8 @@ def load_tables(
             dtype = _dtype(f, time_units, profile_source)
             profile_fields[f.name] = Field(f.name, dtype, f.nullable)
             step(f"profile column {f.name}")
+            if f.name == profile_id:
+                continue  # the key column is built from the normalized keys below
             col = _convert(profiles, f.name, dtype, time_units=time_units, assume_tz=assume_tz,
                            source=profile_source)
             if n > profile_rows:  # profiles that only events mention: no attributes
