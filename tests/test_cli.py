@@ -103,6 +103,7 @@ def test_check_quiet(capsys):
         (["check", SEGMENTS, "--schema", SEGMENTS], "unknown schema section"),
         (["check", SEGMENTS, "--schema", SCHEMA, "--profiles", SCHEMA], "give one of --schema, --store or --profiles"),
         (["check", SEGMENTS, "--events", SCHEMA], "needs --profiles"),
+        (["check", SEGMENTS, "--profiles", "src"], "give a profile store with --store src"),
     ],
 )
 def test_unusable_input_exits_2_with_a_message(capsys, args, message):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import tomllib
 from pathlib import Path
 
 import pyarrow as pa
@@ -11,6 +13,7 @@ import pytest
 from pyroaring import BitMap
 
 from engine.cli import main
+from store import ProfileStore
 from tests import reference
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,26 +27,39 @@ def b10(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory / "store"
 
 
+@functools.cache
+def expected(b10: Path) -> dict[str, set[object]]:
+    """The reference evaluator's members of examples/segments.toml at 2025-01-01."""
+    texts = {k: v["pql"] for k, v in tomllib.loads(SEGMENTS.read_text())["segment"].items()}
+    return reference.run(ProfileStore.open(b10), texts, at_ms=1_735_689_600_000)
+
+
 def test_run_writes_memberships_equal_to_the_reference(b10: Path, tmp_path: Path) -> None:
-    import tomllib
-
-    from store import ProfileStore
-
     out = tmp_path / "out"
     assert main(["run", str(b10), str(SEGMENTS), "--at", "2025-01-01T00:00:00Z",
                  "--out", str(out)]) == 0
     st = ProfileStore.open(b10)
-    texts = {k: v["pql"] for k, v in tomllib.loads(SEGMENTS.read_text())["segment"].items()}
-    expected = reference.run(st, texts, at_ms=1_735_689_600_000)
     table = pq.read_table(out / "memberships.parquet").to_pylist()
-    for name, keys in expected.items():
+    for name, keys in expected(b10).items():
         got = {r["profile_key"] for r in table if r["segment"] == name}
         assert got == keys, name
         assert {r["status"] for r in table if r["segment"] == name} <= {"realized"}
         members = BitMap.deserialize((out / f"{name}.roaring").read_bytes())
         assert set(st.keys.take(pa.array(list(members), pa.int64())).to_pylist()) == keys
     summary = json.loads((out / "run.json").read_text())
-    assert summary["counts"] == {k: len(v) for k, v in expected.items()}
+    assert summary["counts"] == {k: len(v) for k, v in expected(b10).items()}
+
+
+@pytest.mark.parametrize("tier", ["vector", "kernel"])
+def test_both_tiers_give_the_same_memberships(b10: Path, tmp_path: Path, tier: str,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / tier
+    assert main(["run", str(b10), str(SEGMENTS), "--at", "2025-01-01T00:00:00Z",
+                 "--out", str(out), "--tier", tier]) == 0
+    summary = json.loads((out / "run.json").read_text())
+    assert set(summary["tiers"].values()) == {tier}
+    assert tier in capsys.readouterr().out
+    assert summary["counts"] == {k: len(v) for k, v in expected(b10).items()}
 
 
 def test_a_second_run_reports_entered_and_exited_profiles(b10: Path, tmp_path: Path) -> None:

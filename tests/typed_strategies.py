@@ -6,8 +6,9 @@ reference evaluator (tests/reference.py), exactly.
 `datasets()` draws a `Dataset`: a small random schema and its data as Arrow tables, with the
 awkward cases the kernels must get right mixed in:
 
-* profile attributes of kinds int, float, bool, string, timestamp, date, list<string> and
-  list<int>, each column with its own null rate (none, some, all);
+* profile attributes of kinds int, float, bool, string, timestamp, date, list<string>,
+  list<int>, list<float> and list<timestamp>, each column with its own null rate (none, some,
+  all); lists are sometimes empty and may repeat elements;
 * values from small vocabularies, so that equality, membership and string predicates hit;
   int64 extremes (arithmetic wraps), infinities and signed zeros; strings that differ only in
   case or fold to the same text ("Straße" / "STRASSE"), and LIKE wildcards as characters;
@@ -16,8 +17,9 @@ awkward cases the kernels must get right mixed in:
 * an ``eventType`` from a small vocabulary (type partitions), sometimes more types than the
   store gives partitions to, so that the rarest share a mixed partition; sometimes no type
   field at all;
-* numeric, string and timestamp event fields with nulls; profiles without events; one or two
-  heavy profiles (50-300 events); events whose key has no profile row.
+* numeric, string and timestamp event fields with nulls, sometimes a list<string> one;
+  profiles without events; one or two heavy profiles (50-300 events); events whose key has
+  no profile row.
 
 `definitions(world, segments)` draws the text of a definition over such a schema, built
 recursively with a depth budget. Every draw is meant to pass `engine.check`
@@ -137,6 +139,8 @@ PROFILE_KINDS = {
     "i1": "int", "i2": "int", "f1": "float", "b1": "bool", "b2": "bool", "s1": "string",
     "s2": "string", "t1": "timestamp", "t2": "timestamp", "d1": "date", "ls": "list<string>",
     "li": "list<int>",
+    "lf": "list<float>",
+    "lt": "list<timestamp>",
     "qty": "int",  # also an event field: a bare `qty` in a filter is the event's
 }
 
@@ -187,6 +191,11 @@ def _attribute_values(kind: str, pool: Sequence[int]) -> st.SearchStrategy[Any]:
                          st.integers(NOW_DAY - 100, NOW_DAY + 100))
     if kind == "list<string>":
         return st.lists(st.one_of(st.sampled_from(STRINGS), st.none()), max_size=3)
+    if kind == "list<float>":
+        return st.lists(st.one_of(st.sampled_from(FLOATS), st.sampled_from(FLOAT_EDGES),
+                                  st.none()), max_size=3)
+    if kind == "list<timestamp>":
+        return st.lists(st.one_of(_instant(pool), st.none()), max_size=3)
     assert kind == "list<int>"
     return st.lists(st.one_of(st.sampled_from(INTS), st.none()), max_size=3)
 
@@ -201,7 +210,8 @@ def _arrow_column(kind: str, values: list[Any]) -> pa.Array:
         )
     arrow = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(),
              "string": pa.string(), "list<string>": pa.list_(pa.string()),
-             "list<int>": pa.list_(pa.int64())}[kind]
+             "list<int>": pa.list_(pa.int64()), "list<float>": pa.list_(pa.float64()),
+             "list<timestamp>": pa.list_(MS_TYPE)}[kind]
     return pa.array(values, arrow)
 
 
@@ -247,6 +257,8 @@ def datasets(draw: st.DrawFn, *, max_profiles: int = 12, heavy: bool = True) -> 
         event_kinds["eventType"] = "string"
     if draw(st.booleans()):
         event_kinds["sent"] = "timestamp"
+    if draw(st.integers(0, 3)) == 0:
+        event_kinds["etags"] = "list<string>"  # a list per event
     # per-profile event counts: mostly few, some none, one or two heavy
     per_profile = []
     with_events = keys if draw(st.booleans()) else keys[: max(1, len(keys) // 2)] + keys[
@@ -283,6 +295,9 @@ def datasets(draw: st.DrawFn, *, max_profiles: int = 12, heavy: bool = True) -> 
                 rows["cat"].append(None if j % 6 == 0 else CATEGORIES[j % 3])
                 if "sent" in rows:
                     rows["sent"].append(None if j % 2 else times[j] + HOUR)
+                if "etags" in rows:
+                    rows["etags"].append(None if j % 4 == 0 else
+                                         [CATEGORIES[j % 5], STRINGS[j % 3]][: j % 3])
             continue
         for _ in range(count):
             rows["id"].append(key)
@@ -294,6 +309,10 @@ def datasets(draw: st.DrawFn, *, max_profiles: int = 12, heavy: bool = True) -> 
             rows["cat"].append(draw(_nullable(st.sampled_from(CATEGORIES), cat_rate)))
             if "sent" in rows:
                 rows["sent"].append(draw(_nullable(_instant(pool), sent_rate)))
+            if "etags" in rows:
+                tags = st.lists(st.one_of(st.sampled_from(CATEGORIES + STRINGS[:4]), st.none()),
+                                max_size=3)
+                rows["etags"].append(draw(_nullable(tags, 1)))
     ev_columns = {"id": pa.array(rows["id"], pa.int64() if int_keys else pa.string())}
     for name, kind in event_kinds.items():
         ev_columns[name] = _arrow_column(kind, rows[name])
@@ -337,11 +356,15 @@ class Ctx:
 
 
 PROFILE = Ctx()
+LIST_KINDS = ("list<string>", "list<int>", "list<float>", "list<timestamp>")
 UNITS = ("millisecond", "second", "minute", "hour", "day", "week", "month", "year")
 COMPARE_OPS = ("=", "!=", "<", "<=", ">", ">=")
 LIKE_PATTERNS = ("a%", "%b", "%", "_", "__", "a_", "%a%", "x%y", "", "Stra%", "%ß%", "A%")
 BOOL_LITERALS = ("true", "false", '"true"', '"FALSE"')
 REGEXES = ("^a", "b$", "a|b", "^$", "[A-Z]", "ab+", "^.$", "(?i)^a", "%", "c[12]", r"\d")
+# regexGroup patterns and their number of groups (no \w: Unicode in Python, ASCII in RE2)
+REGEX_GROUPS = (("(a)(b)?", 2), ("^(.)", 1), ("(a)|(b)", 2), ("c([12])", 1), ("(?i)(s+)", 1),
+                ("^$", 0), ("(x)%(y)", 2), ("(.)$", 1), ("(?P<n>[A-Z])(.*)", 2), ("b+", 0))
 
 
 def instant_text(t: int, style: int = 0) -> str:
@@ -366,6 +389,11 @@ def _receiver(text: str) -> str:
     """``text`` as the receiver of a method call: parenthesized unless a plain name or path."""
     return text if text.replace(".", "").replace("_", "").isalnum() and not text[0].isdigit() \
         else f"({text})"
+
+
+def _family(kind: str) -> str:
+    """Kinds that compare with each other (docs/language.md "Comparisons")."""
+    return "number" if kind in ("int", "float") else kind
 
 
 def _string_literal(s: str) -> str:
@@ -423,6 +451,10 @@ class _Gen:
     def cond(self, ctx: Ctx, depth: int) -> str:
         options = ["number", "string", "bool", "time", "null", "member", "strfn", "occurs",
                    "datepart", "present", "list"]
+        if any(self.fields(ctx, k) for k in LIST_KINDS):  # many forms: draw them more often
+            options += ["list", "list", "list"]
+        if self.fields(ctx, "string"):
+            options += ["derived", "derived"]
         if depth > 0:
             options += ["and", "or", "not", "and", "or", "and"]
         if ctx.events_ok and self.has_events():
@@ -520,15 +552,20 @@ class _Gen:
             item = self.pick(fs) if fs else _string_literal(self.pick(STRINGS))
             pool = STRINGS + CATEGORIES + self.types
             items = self.draw(st.lists(st.sampled_from(pool), max_size=3))
-            text = ", ".join(_string_literal(s) for s in items)
-            if items and self.chance(1, 6):
-                text += ", null"
-            return f"{item} {fn} [{text}]"
+            texts = [_string_literal(s) for s in items]
+            if self.chance(1, 5):  # an element that is not a literal
+                texts.append(self.string_value(ctx, depth))
+            if texts and self.chance(1, 6):
+                texts.append("null")
+            return f"{item} {fn} [{', '.join(texts)}]"
         if how == 3:
             fs = self.fields(ctx, "timestamp")
             item = self.pick(fs) if fs else "now"
             items = self.draw(st.lists(st.sampled_from(BOUNDARIES), max_size=3))
-            return f"{item} {fn} [{', '.join(instant_text(t) for t in items)}]"
+            texts = [instant_text(t) for t in items]
+            if self.chance(1, 5):  # an element that is not a literal
+                texts.append(self.pick([*fs, "now"]))
+            return f"{item} {fn} [{', '.join(texts)}]"
         item, _ = self.num(ctx, depth)
         literals = self.draw(st.lists(st.one_of(st.sampled_from(INTS), st.sampled_from(FLOATS)),
                                       max_size=4))
@@ -539,11 +576,15 @@ class _Gen:
             texts.append("null")
         return f"{item} {fn} [{', '.join(texts)}]"
 
-    def c_strfn(self, ctx: Ctx, depth: int) -> str:
+    def c_strfn(self, ctx: Ctx, depth: int, receiver: str = "") -> str:
+        """A string function on a string field (or ``receiver``: a list of strings, some
+        element), its argument a literal or, sometimes, another string value."""
         fs = self.fields(ctx, "string")
-        if not fs:
+        if not fs and not receiver:
             return self.c_number(ctx, depth)
-        s = self.pick(fs)
+        s = receiver or self.pick(fs)
+        if not receiver and depth > 0 and self.chance(1, 5):
+            s = _receiver(self.string_value(ctx, depth))  # if(...), regexGroup(...)
         how = self.below(6)
         if how == 0:
             return f"{s} like {_string_literal(self.pick(LIKE_PATTERNS))}"
@@ -556,6 +597,8 @@ class _Gen:
         arg = _string_literal(self.pick(STRINGS + CATEGORIES + ("ss", "SS", "c", "1")))
         if self.chance(1, 8):
             arg = "1"  # an int literal read as a string
+        elif self.chance(1, 3):  # another string value: compared code point by code point
+            arg = self.string_value(ctx, depth)
         flag = self.pick(("", ", false", ", true", ", false"))
         if self.chance(1, 5):
             return f"{fn}({s}, {arg}{flag})"
@@ -586,29 +629,113 @@ class _Gen:
         return f"{fn}({_string_literal(name)})"
 
     def c_list(self, ctx: Ctx, depth: int) -> str:
-        lists = self.fields(ctx, "list<string>") + self.fields(ctx, "list<int>")
+        """A condition on a list attribute: truth, counts, membership both ways, some-element
+        comparisons and string tests, set functions, list equality, aggregates, occurs."""
+        lists = [f for k in LIST_KINDS for f in self.fields(ctx, k)]
         if not lists:
             return self.c_null(ctx, depth)
         lst = self.pick(lists)
-        strings = self.world.profile.get(lst) == "list<string>"
-        lit = (_string_literal(self.pick(STRINGS)) if strings
-               else self.number_text(self.pick(INTS)))
-        how = self.below(8)
+        kind = self.list_kind(ctx, lst)[5:-1]  # the element kind
+        same = [f for f in lists if _family(self.list_kind(ctx, f)[5:-1]) == _family(kind)]
+        lit = self.element_literal(kind)
+        how = self.below(18)
         if how == 0:
             return lst
         if how == 1:
             return f"{lst}.count() {self.pick(COMPARE_OPS)} {self.pick((0, 1, 2))}"
         if how == 2:
-            return f"{lit} in {lst}"
+            return f"{self.element_value(ctx, kind)} {self.pick(('in', 'notIn'))} {lst}"
         if how == 3:
-            return f"{lst} = {lit}"
+            ops = ("=", "!=") if kind == "string" else COMPARE_OPS
+            return f"{lst} {self.pick(ops)} {self.element_value(ctx, kind)}"
         if how == 4:
-            return f"{lst}.includes({lit})"
+            return f"{lst}.includes({self.element_value(ctx, kind)})"
         if how == 5:
-            return f"{lst}.isNull()"
+            return f"{lst}.{self.pick(('isNull', 'isNotNull'))}()"
         if how == 6:
-            return f"{lst}.distinct().count() > 1"
+            return f"{lst}.distinct().count() {self.pick(COMPARE_OPS)} {self.pick((0, 1, 2))}"
+        if how <= 9:
+            fn = ("intersects", "subsetOf", "supersetOf")[how - 7]
+            other = self.pick(same) if self.chance(1, 3) else self.list_literal(kind)
+            if self.chance(1, 4):  # the literal as the receiver
+                return f"{self.list_literal(kind, empty=False)}.{fn}({lst})"
+            return f"{lst}.{fn}({other})"
+        if how == 10:  # as lists
+            other = self.pick((self.list_literal(kind), self.pick(same), f"{lst}.distinct()"))
+            return f"{lst} {self.pick(('=', '!='))} {other}"
+        if how == 11:  # a list on the left of in / notIn: some element
+            other = self.pick(same) if self.chance(1, 2) else self.list_literal(kind)
+            return f"{lst} {self.pick(('in', 'notIn'))} {other}"
+        if how == 12 and kind in ("int", "float"):
+            fn = self.pick(("sum", "average", "min", "max"))
+            src = f"{lst}.distinct()" if self.chance(1, 4) else lst
+            if self.chance(1, 5):
+                return f"{src}.{fn}().isNull()"
+            return f"{src}.{fn}() {self.pick(COMPARE_OPS)} {self.num(ctx, 0)[0]}"
+        if how == 12 and kind == "timestamp":
+            fn = self.pick(("min", "max"))
+            return f"{lst}.{fn}() occurs {self.time_cond(ctx, 0)}"
+        if how == 13 and kind == "timestamp":
+            return f"{lst} occurs {self.time_cond(ctx, depth)}"
+        if how == 13 and kind == "string":
+            return self.c_strfn(ctx, depth, receiver=lst)
+        if how == 14:  # a list from if()
+            # the branches have one list type: list<int> and list<float> do not mix here
+            same_kind = [f for f in same
+                         if self.list_kind(ctx, f) == self.list_kind(ctx, lst)]
+            other = self.pick(same_kind) if self.chance(1, 2) else \
+                self.list_literal(kind, exact=True)
+            if self.chance(1, 6):
+                other = "null"
+            chosen = f"if({self.cond(ctx, 0)}, {lst}, {other})"
+            if self.chance(1, 2):
+                return f"{chosen}.includes({self.element_value(ctx, kind)})"
+            return f"{chosen}.count() {self.pick(COMPARE_OPS)} {self.pick((0, 1, 2))}"
+        if how == 15:  # a list literal with values that are not literals
+            items = [self.element_value(ctx, kind) for _ in range(self.draw(st.integers(1, 3)))]
+            return f"{lst} {self.pick(('=', '!='))} [{', '.join(items)}]" if self.chance(1, 3) \
+                else f"[{', '.join(items)}].intersects({lst})"
         return f"{lst}.intersects([{lit}])"
+
+    def list_kind(self, ctx: Ctx, name: str) -> str:
+        """The kind of a field named as `fields` names it."""
+        if "." in name:  # V.field: an event's
+            return self.world.events[name.split(".", 1)[1]]
+        if ctx.implicit and name in self.world.events:
+            return self.world.events[name]
+        return self.world.profile[name]
+
+    def element_literal(self, kind: str, exact: bool = False) -> str:
+        """A literal of ``kind``; for numbers, of the other numeric kind too unless
+        ``exact``."""
+        if exact and kind == "int":
+            return self.number_text(self.pick(INTS))
+        if kind == "string":
+            return _string_literal(self.pick(STRINGS))
+        if kind == "timestamp":
+            return instant_text(self.pick(BOUNDARIES), self.below(3))
+        if kind == "float":
+            return self.number_text(self.pick((*FLOATS, 0, 3, 10)))
+        return self.number_text(self.pick((*INTS, 2.5, 3.0)))
+
+    def element_value(self, ctx: Ctx, kind: str) -> str:
+        """A value to look for in a list of ``kind``: a literal, a field, or for numbers an
+        expression."""
+        if kind in ("int", "float"):
+            return self.num(ctx, 0)[0] if self.chance(1, 2) else self.element_literal(kind)
+        fs = self.fields(ctx, kind)
+        if fs and self.chance(1, 2):
+            return self.pick(fs)
+        if kind == "timestamp" and self.chance(1, 3):
+            return "now"
+        return self.element_literal(kind)
+
+    def list_literal(self, kind: str, empty: bool = True, exact: bool = False) -> str:
+        n = self.draw(st.integers(0 if empty else 1, 3))
+        items = [self.element_literal(kind, exact) for _ in range(n)]
+        if items and self.chance(1, 8):
+            items.append("null")
+        return f"[{', '.join(items)}]"
 
     # ---- event-related conditions
 
@@ -702,7 +829,34 @@ class _Gen:
 
     def c_fieldlist(self, ctx: Ctx, depth: int) -> str:
         src = self.event_source(ctx, depth)
-        how = self.below(6)
+        how = self.below(11)
+        if how == 6:  # set functions and list membership with other lists
+            fn = self.pick(("intersects", "subsetOf", "supersetOf", "in", "notIn"))
+            other = self.list_literal("string")
+            if self.fields(ctx, "list<string>") and self.chance(1, 2):
+                other = self.pick(self.fields(ctx, "list<string>"))
+            if fn in ("in", "notIn"):
+                return f"{src}.cat {fn} {other}"
+            return f"{src}.cat.{fn}({other})"
+        if how == 7:  # as lists
+            f, kind, lists = self.pick((("cat", "string", "list<string>"),
+                                        ("qty", "int", "list<int>"),
+                                        ("price", "float", "list<float>")))
+            other = self.list_literal(kind)
+            if self.fields(ctx, lists) and self.chance(1, 2):
+                other = self.pick(self.fields(ctx, lists))
+            return f"{src}.{f}{'.distinct()' if self.chance(1, 4) else ''} " \
+                   f"{self.pick(('=', '!='))} {other}"
+        if how == 8:  # a string function on some element
+            return self.c_strfn(ctx, depth, receiver=f"{src}.cat")
+        if how == 9:  # a value, not a literal, in the field list
+            if self.chance(1, 2):
+                return f"{self.string_value(ctx, depth)} {self.pick(('in', 'notIn'))} {src}.cat"
+            return f"{self.num(ctx, 0)[0]} {self.pick(('in', 'notIn'))} {src}.qty"
+        if how == 10:
+            if "sent" in self.world.events:
+                return f"{src}.sent occurs {self.time_cond(ctx, depth)}"
+            return f"{src}.price.{self.pick(('min', 'max'))}() > {self.num(ctx, 0)[0]}"
         if how == 0:
             return f"{src}.price {self.pick(COMPARE_OPS)} {self.number_text(self.pick(FLOATS))}"
         if how == 1:
@@ -780,7 +934,7 @@ class _Gen:
                 step += f" COUNT({self.draw(st.integers(1, 3))})"
             steps.append(step)
         time = "timestamp"
-        if "sent" in self.world.events and self.chance(1, 10):
+        if "sent" in self.world.events and self.chance(1, 4):
             time = "sent"
         negate = "not " if self.chance(1, 4) else ""
         return f"{negate}chain({src}, {time}, [{', '.join(steps)}])"
@@ -806,8 +960,10 @@ class _Gen:
         options += ["datepart", "current"]
         if ctx.events_ok and self.has_events():
             options += ["count", "agg"]
-        if self.fields(ctx, "list<int>") or self.fields(ctx, "list<string>"):
+        if any(self.fields(ctx, k) for k in LIST_KINDS):
             options += ["listcount"]
+        if self.fields(ctx, "list<int>") or self.fields(ctx, "list<float>"):
+            options += ["listagg"]
         choice = self.pick(options)
         if choice == "literal":
             x = self.draw(st.one_of(st.sampled_from(INTS), st.sampled_from(FLOATS),
@@ -859,9 +1015,23 @@ class _Gen:
             inner = Ctx(implicit=True, vars=ctx.vars, events_ok=False)
             arg, ak = self.num(inner, 0)
             kind = "float" if fn == "average" else ak
+            if self.chance(1, 4):  # over the field list: xEvent[...].qty.sum()
+                f = self.pick(("price", "qty"))
+                kind = "float" if fn == "average" or f == "price" else "int"
+                return f"{self.event_source(ctx, 0)}.{f}.{fn}()", kind
             return f"{self.event_source(ctx, 0)}.{fn}({arg})", kind
-        lists = self.fields(ctx, "list<int>") + self.fields(ctx, "list<string>")
-        return f"{self.pick(lists)}.count()", "int"
+        if choice == "listagg":
+            fn = self.pick(("sum", "average", "min", "max"))
+            lst = self.pick(self.fields(ctx, "list<int>") + self.fields(ctx, "list<float>"))
+            if self.chance(1, 5):
+                lst = f"{lst}.distinct()"
+            kind = "float" if fn == "average" or lst.startswith("lf") else "int"
+            return f"{lst}.{fn}()", kind
+        lists = [f for k in LIST_KINDS for f in self.fields(ctx, k)]
+        src = self.pick(lists)
+        if ctx.events_ok and self.has_events() and self.chance(1, 4):
+            src = f"{self.event_source(ctx, 0)}.{self.pick(('cat', 'price', 'qty'))}"
+        return f"{src}{'.distinct()' if self.chance(1, 4) else ''}.count()", "int"
 
     def c_quantifier_select(self, ctx: Ctx, depth: int) -> str:
         v = self.fresh_var()
@@ -875,10 +1045,48 @@ class _Gen:
             return _string_literal(self.pick(STRINGS + CATEGORIES + self.types))
         if not fs:
             return _string_literal(self.pick(STRINGS))
-        if depth > 0 and self.chance(1, 12):
-            other = self.pick(fs)
-            return f"if({self.cond(ctx, 0)}, {self.pick(fs)}, {other})"
+        if depth > 0 and self.chance(1, 4):
+            return self.derived_string(ctx, depth)
         return self.pick(fs)
+
+    def derived_string(self, ctx: Ctx, depth: int) -> str:
+        """A string that is not a field: if() (branches from two dictionaries, a literal or
+        null) or regexGroup()."""
+        fs = self.fields(ctx, "string")
+        how = self.below(4)
+        if how == 0:
+            return f"if({self.cond(ctx, 0)}, {self.pick(fs)}, {self.pick(fs)})"
+        if how == 1:
+            other = self.pick(("null", _string_literal(self.pick(STRINGS + CATEGORIES))))
+            a, b = (self.pick(fs), other) if self.chance(1, 2) else (other, self.pick(fs))
+            return f"if({self.cond(ctx, 0)}, {a}, {b})"
+        pattern, groups = self.pick(REGEX_GROUPS)
+        receiver = self.pick(fs) if how == 2 or depth <= 0 else self.string_value(ctx, depth - 1)
+        return (f"{_receiver(receiver)}.regexGroup({_string_literal(pattern)}, "
+                f"{self.below(groups + 1)})")
+
+    def c_derived(self, ctx: Ctx, depth: int) -> str:
+        """A condition on a string that is not a field."""
+        if not self.fields(ctx, "string"):
+            return self.c_string(ctx, depth)
+        v = self.derived_string(ctx, depth)
+        how = self.below(4)
+        if how == 0:
+            other = self.string_value(ctx, depth - 1, literal_ok=True)
+            return f"{v} {self.pick(('=', '!='))} {other}"
+        if how == 1:
+            return f"{_receiver(v)}.{self.pick(('isNull', 'isNotNull'))}()"
+        if how == 2:
+            items = [_string_literal(self.pick(STRINGS + CATEGORIES))
+                     for _ in range(self.draw(st.integers(0, 2)))]
+            if self.chance(1, 3):
+                items.append(self.string_value(ctx, 0))
+            return f"{v} {self.pick(('in', 'notIn'))} [{', '.join(items)}]"
+        fn = self.pick(("equals", "startsWith", "doesNotEndWith", "contains", "like"))
+        if fn == "like":
+            return f"{_receiver(v)} like {_string_literal(self.pick(LIKE_PATTERNS))}"
+        arg = self.string_value(ctx, depth - 1, literal_ok=True)
+        return f"{_receiver(v)}.{fn}({arg}{self.pick(('', ', false'))})"
 
     def temporal(self, ctx: Ctx, depth: int, for_occurs: bool = False) -> tuple[str, str]:
         """(text, "timestamp" | "date") of a time value."""

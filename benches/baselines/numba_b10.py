@@ -50,11 +50,11 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
-from numba import njit, prange, types
-from numba.extending import intrinsic
+from numba import njit, prange
 from pyroaring import BitMap
 
 from store import ProfileStore
+from store.bitmaps import _compact, _cttz, _popcount
 from store.events import Partition, profile_of_events
 from store.synth import B10_NOW_MS
 
@@ -228,22 +228,6 @@ def arrays_from_store(st: ProfileStore, now_ms: int = B10_NOW_MS) -> B10Arrays:
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-@intrinsic
-def _popcount(typingctx, x):  # type: ignore[no-untyped-def]
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        return builder.ctpop(args[0])
-
-    return types.uint64(types.uint64), codegen
-
-
-@intrinsic
-def _cttz(typingctx, x):  # type: ignore[no-untyped-def]
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        return builder.cttz(args[0], context.get_constant(types.boolean, True))
-
-    return types.uint64(types.uint64), codegen
 
 
 @njit(inline="always")
@@ -767,7 +751,6 @@ class Kernels:
 
 
 _ARRAY_MAX = 4096  # a roaring container with more members is a bitset
-_NO_RUN_COOKIE = 12346  # portable format without run containers: cookie, count, keys, offsets
 # Packing 0/1 lanes into bits with one multiply: 8 uint8 lanes -> 8 bits (top byte), and
 # 4 uint16 lanes -> 4 bits (bits 48..51); no partial products collide.
 _LOW8 = np.uint64(0x0101010101010101)
@@ -839,24 +822,6 @@ def _containers(src, flags, bits, lanes, scratch, cards):  # type: ignore[no-unt
             row = scratch[j]
             cards[j, c] = _container(src, flags, bits[j], lanes, c, row.view(np.uint64),
                                      row.view(np.uint16))
-
-
-@njit(cache=True, nogil=True)
-def _compact(scratch, keys, cards, out):  # type: ignore[no-untyped-def]
-    """Header (cookie, count, key/cardinality pairs, offsets) and the used slot bytes."""
-    k = len(keys)
-    h = out[: 8 + 8 * k].view(np.uint32)
-    h[0] = _NO_RUN_COOKIE
-    h[1] = k
-    o = 8 + 8 * k
-    for j in range(k):
-        c = keys[j]
-        card = cards[c]
-        h[2 + j] = np.uint32(c) | (np.uint32(card - 1) << np.uint32(16))
-        h[2 + k + j] = o
-        size = 8192 if card > _ARRAY_MAX else 2 * card
-        out[o : o + size] = scratch[c * 8192 : c * 8192 + size]
-        o += size
 
 
 def _as_flags(flags: np.ndarray) -> np.ndarray:

@@ -16,24 +16,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine import ir
 from engine.codegen import Arg, CompileError
-from engine.timeops import (
-    DAY_MS,
-    DIRECTIONS,
-    OPS,
-    UNITS,
-    between_window,
-    days_from_civil,
-    on_window,
-    period_bounds,
-    side_window,
-    window,
-)
-from store.columns import Column
+from engine.queries import constant_reference, constant_window
+from store.columns import Column, unify_dictionaries
 from store.profile_store import ProfileStore
 
-__all__ = ["bind", "string_test"]
+__all__ = ["bind", "dictionary_of", "regex_group", "resolve", "string_test"]
 
 _NUMPY = {"int": np.int64, "float": np.float64, "bool": np.bool_, "timestamp": np.int64,
           "date": np.int64, "string": np.int64}
@@ -53,7 +41,7 @@ def bind(args: tuple[Arg, ...], store: ProfileStore, now_ms: int,
         else:
             key = (a.kind, a.ref)
             if key not in cache:
-                cache[key] = _stored(a, store)
+                cache[key] = _stored(a, store, cache)
             out.append(cache[key])
     return out
 
@@ -65,7 +53,7 @@ def _column(store: ProfileStore, ref: tuple[Any, ...]) -> Column:
     return store.events.field(part, ref[2])
 
 
-def _stored(a: Arg, store: ProfileStore) -> Any:
+def _stored(a: Arg, store: ProfileStore, cache: dict[Any, Any]) -> Any:
     kind, ref = a.kind, a.ref
     events = store.events
     if kind == "profile_values":
@@ -82,24 +70,164 @@ def _stored(a: Arg, store: ProfileStore) -> Any:
         return np.asarray(events.view(ref[0]).columns[ref[1]].values)
     if kind == "event_valid":
         return np.asarray(events.view(ref[0]).columns[ref[1]].valid)
+    if kind == "event_list_offsets":
+        return np.asarray(events.view(ref[0]).columns[ref[1]].offsets)
+    # Strings: codes into the dictionary of what ``ref`` names (see `dictionary_of`). Tables
+    # indexed by a code get one more entry at the end, what a null's code (-1) reads.
     if kind == "code":
-        return np.int32(_column(store, ref[0]).code_of(ref[1]))
+        return np.int32(_code_of(dictionary_of(store, ref[0], cache), ref[1]))
     if kind == "translate":
-        a_dict = _dictionary(_column(store, ref[0]))
-        b_dict = _dictionary(_column(store, ref[1]))
+        a_dict = dictionary_of(store, ref[0], cache)
+        b_dict = dictionary_of(store, ref[1], cache)
         index = pc.index_in(a_dict, value_set=b_dict).fill_null(-2)
-        return np.asarray(index.to_numpy(zero_copy_only=False), np.int32)
+        return _padded(np.asarray(index.to_numpy(zero_copy_only=False), np.int32), -2)
     if kind == "string_in":
         values = pa.array(list(ref[1]), pa.string())
-        return np.asarray(pc.is_in(_dictionary(_column(store, ref[0])), value_set=values)
-                          .to_numpy(zero_copy_only=False), np.bool_)
+        found = pc.is_in(dictionary_of(store, ref[0], cache), value_set=values)
+        return _padded(np.asarray(found.to_numpy(zero_copy_only=False), np.bool_), False)
     if kind == "string_test":
-        return string_test(_dictionary(_column(store, ref[0])), ref[1], ref[2])
+        return _padded(string_test(dictionary_of(store, ref[0], cache), ref[1], ref[2]), False)
     if kind == "dictionary_size":
-        return np.int64(len(_dictionary(_column(store, ref[0]))))
+        return np.int64(len(dictionary_of(store, ref[0], cache)))
+    if kind == "regex_map":  # (source, pattern, group): source code → result code, or -1
+        source = dictionary_of(store, ref[0], cache)
+        results = dictionary_of(store, ("regex", *ref), cache)
+        found = regex_group(source, ref[1], ref[2])
+        codes = pc.index_in(found, value_set=results).fill_null(-1)
+        return _padded(np.asarray(codes.to_numpy(zero_copy_only=False), np.int32), -1)
+    if kind in ("chars", "char_offsets"):  # (ref, fold): the code points of each entry
+        chars, offsets = _code_points(dictionary_of(store, ref[0], cache), fold=ref[1])
+        return chars if kind == "chars" else offsets
     if kind == "array":
         return np.array(ref[1], dtype=_NUMPY[ref[0]])
     raise CompileError(f"unknown kernel argument kind {kind!r}")  # pragma: no cover
+
+
+def _padded(table: np.ndarray, pad: Any) -> np.ndarray:
+    """``table`` and one more entry, ``pad``: what ``table[-1]`` (a null's code) reads."""
+    return np.concatenate([table, np.array([pad], table.dtype)])
+
+
+def _code_of(dictionary: pa.Array, text: str) -> int:
+    """The code of ``text`` in a sorted dictionary, or -1."""
+    found = pc.index(dictionary, pa.scalar(text, pa.string())).as_py()
+    return -1 if found is None else int(found)
+
+
+def resolve(ref: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A string source as a value: a domain becomes the union of its (resolved) parts."""
+    tag = ref[0]
+    if tag == "constant":
+        return ("literal", ref[1])
+    if tag == "regex":
+        return ("regex", resolve(ref[1]), *ref[2:])
+    if tag != "domain":
+        return ref
+    parts: set[tuple[Any, ...]] = set()
+    for part in ref[1].refs:
+        r = resolve(part)
+        parts |= set(r[1]) if r[0] == "union" else {r}
+    if len(parts) == 1:
+        return parts.pop()
+    return ("union", tuple(sorted(parts, key=repr)))
+
+
+def dictionary_of(store: ProfileStore, ref: tuple[Any, ...],
+                  cache: dict[Any, Any] | None = None) -> pa.Array:
+    """The sorted, distinct strings whose codes the kernel values from ``ref`` are.
+
+    ``("profile", name)`` and ``("event", key, name)``: the column's dictionary;
+    ``("literal", text)`` and ``("constant", text)``: just ``text``; ``("domain", d)``: the
+    union of the sources ``d`` collected while generating (the branches of a string ``if``,
+    the elements of a list); ``("regex", source, pattern, group)``: what ``regexGroup`` gives
+    for the strings of ``source``.
+    """
+    ref = resolve(ref)
+    key = ("dictionary", ref)
+    if cache is not None and key in cache:
+        return cache[key]
+    tag = ref[0]
+    if tag == "literal":
+        out = pa.array([ref[1]], pa.string())
+    elif tag == "union":
+        out = unify_dictionaries([dictionary_of(store, r, cache) for r in ref[1]])[0]
+    elif tag == "regex":
+        found = regex_group(dictionary_of(store, ref[1], cache), ref[2], ref[3])
+        out = pc.unique(found.drop_null())
+        out = out.take(pc.sort_indices(out))
+    else:
+        out = _dictionary(_column(store, ref))
+    if cache is not None:
+        cache[key] = out
+    return out
+
+
+def _code_points(dictionary: pa.Array, *, fold: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(code points of every entry one after another, each entry's start; one more)."""
+    texts = [s.casefold() if fold else s for s in dictionary.to_pylist()]
+    offsets = np.zeros(len(texts) + 1, np.int64)
+    np.cumsum([len(s) for s in texts], out=offsets[1:])
+    chars = np.frombuffer("".join(texts).encode("utf-32-le"), np.uint32).astype(np.int32)
+    return chars, offsets
+
+
+def _named_groups(pattern: str, wanted: int) -> tuple[str, str]:
+    """``pattern`` with every capturing group named (Arrow extracts named groups only), and
+    the name of group ``wanted`` (0: the whole match)."""
+    out: list[str] = []
+    i, n, count, in_class, name = 0, len(pattern), 0, False, ""
+    while i < n:
+        ch = pattern[i]
+        if ch == "\\":
+            out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        if in_class:
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+            j = i + 1 + (pattern[i + 1 : i + 2] == "^")
+            j += pattern[j : j + 1] == "]"  # a leading ] is a literal
+            out.append(pattern[i:j])
+            i = j
+            continue
+        elif ch == "(" and pattern.startswith("(?P<", i):
+            count += 1
+            end = pattern.index(">", i)
+            if count == wanted:
+                name = pattern[i + 4 : end]
+            out.append(pattern[i : end + 1])
+            i = end + 1
+            continue
+        elif ch == "(" and not pattern.startswith("(?", i):
+            count += 1
+            group = f"pqlite_g{count}"
+            if count == wanted:
+                name = group
+            out.append(f"(?P<{group}>")
+            i += 1
+            continue
+        out.append(ch)
+        i += 1
+    if wanted == 0:
+        return f"(?P<pqlite_g0>{''.join(out)})", "pqlite_g0"
+    return "".join(out), name
+
+
+def regex_group(strings: pa.Array, pattern: str, group: int) -> pa.Array:
+    """``s.regexGroup(pattern, group)`` of each string: group ``group`` of the first match,
+    null when nothing matches or the group did not take part (RE2, linear time)."""
+    named, name = _named_groups(pattern, group)
+    spans = pc.extract_regex_span(strings, pattern=named)
+    out: list[str | None] = []
+    for s, span in zip(strings.to_pylist(), spans.to_pylist(), strict=True):
+        where = None if span is None else span[name]
+        if s is None or where is None:
+            out.append(None)
+        else:
+            start, length = where
+            out.append(s.encode()[start : start + length].decode())
+    return pa.array(out, pa.string())
 
 
 def _dictionary(col: Column) -> pa.Array:
@@ -142,47 +270,12 @@ def _like_pattern(pattern: str) -> str:
 def _timed(a: Arg, now_ms: int) -> np.ndarray:
     when = a.ref[0]
     if a.kind == "period":
-        s, e = _reference(when, now_ms)[:2]
+        s, e = constant_reference(when, now_ms)[:2]
         return np.array([s, e], np.int64)
-    w = np.array(_window(when, now_ms), np.int64)
+    w = np.array(constant_window(when, now_ms), np.int64)
     if a.kind == "window":
         return w
     pieces = [(w[2 * k], w[2 * k + 1]) for k in range(5) if w[2 * k] <= w[2 * k + 1]]
     if not pieces:
         return np.array([1, 0], np.int64)
     return np.array([min(p[0] for p in pieces), max(p[1] for p in pieces)], np.int64)
-
-
-def _window(when: ir.TimeCond, now_ms: int) -> tuple[int, ...]:
-    if isinstance(when, ir.Within):
-        s, e, inst = _reference(when.anchor, now_ms)
-        return tuple(window(OPS[when.op], when.amount, UNITS[when.unit.value],
-                            DIRECTIONS[when.direction], s, e, inst))
-    if isinstance(when, ir.Side):
-        s, e, inst = _reference(when.anchor, now_ms)
-        return tuple(side_window(when.direction == "after", s, e, inst))
-    if isinstance(when, ir.On):
-        s, e, inst = _reference(when.anchor, now_ms)
-        return tuple(on_window(s, e, inst))
-    assert isinstance(when, ir.Between)
-    s1, e1, i1 = _reference(when.lo, now_ms)
-    s2, e2, i2 = _reference(when.hi, now_ms)
-    return tuple(between_window(s1, e1, i1, s2, e2, i2))
-
-
-def _reference(node: ir.Expr, now_ms: int) -> tuple[int, int, bool]:
-    """(s, e, instant) of a constant time reference."""
-    if isinstance(node, ir.Now):
-        return now_ms, now_ms, True
-    if isinstance(node, ir.Period):
-        s, e = period_bounds(node.offset, node.unit.value, now_ms)
-        return s, e, False
-    if isinstance(node, ir.Literal) and isinstance(node.value, int):
-        return node.value, node.value, True
-    if isinstance(node, ir.Call) and node.fn == "date":
-        y, m, d = (int(a.value) for a in node.args if isinstance(a, ir.Literal)
-                   and a.value is not None)
-        day = days_from_civil(y, m, d)
-        return day * DAY_MS, (day + 1) * DAY_MS, False
-    raise CompileError(f"not a constant time reference: {type(node).__name__}")
-

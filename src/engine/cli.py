@@ -157,6 +157,8 @@ def _arrow_schema(path: Path) -> Any:
 
     if not path.exists():
         raise UsageError(f"{path}: no such file")
+    if path.is_dir():
+        raise UsageError(f"{path} is a directory: give a profile store with --store {path}")
     name = path.name.lower()
     try:
         if path.is_dir():

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.syntax import Syntax
 from rich.table import Table
 
@@ -35,6 +36,11 @@ def add_commands(sub: Any) -> None:
                      help="the evaluation instant, ISO 8601 (e.g. 2025-01-01T00:00:00Z)")
     run.add_argument("--out", type=Path, help="write memberships into this directory")
     run.add_argument("--threads", type=int, help="threads (default: all cores, at most 8)")
+    run.add_argument("--tier", choices=("auto", "kernel", "vector"), default="auto",
+                     help="auto (default): compile at most a couple of missing kernels, else "
+                          "answer with the vector tier and compile in the background; kernel: "
+                          "always compile first; vector: no compiling where avoidable "
+                          "(docs/engine.md)")
     run.set_defaults(run=_run)
 
     explain = sub.add_parser(
@@ -60,7 +66,7 @@ def _engine(args: argparse.Namespace) -> tuple[Any, Any, int]:
 
     segments = SegmentFile.load(args.file)
     st = ProfileStore.open(args.store)
-    eng = Engine(st, threads=getattr(args, "threads", None))
+    eng = Engine(st, threads=getattr(args, "threads", None), tier=getattr(args, "tier", "auto"))
     err = Console(stderr=True, highlight=False)
     code = OK
     for d in segments.definitions.values():
@@ -90,22 +96,27 @@ def _run(args: argparse.Namespace) -> int:
         return code
     started = time.perf_counter()
     previous = _previous(args.out) if args.out else {}
-    result = eng.run(at_ms)
+    with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), transient=True, console=Console(stderr=True)) as bar:
+        task = bar.add_task("segments", total=len(eng.names))
+        result = eng.run(at_ms, progress=lambda done, _: bar.update(task, completed=done))
     elapsed = time.perf_counter() - started
     console = Console(highlight=False)
     table = Table(title=f"{len(eng.names)} segments over {len(eng.store):,} profiles at "
               f"{args.at}", title_justify="left")
-    for column in ("segment", "members", "realized", "exited", "ms (shared pass)"):
-        table.add_column(column, justify="left" if column == "segment" else "right")
+    for column in ("segment", "members", "realized", "exited", "ms", "tier"):
+        table.add_column(column, justify="left" if column in ("segment", "tier") else "right")
     for name in eng.names:
         before = previous.get(name)
         realized = len(result[name] - before) if before is not None else len(result[name])
         exited = len(before - result[name]) if before is not None else 0
         table.add_row(name, f"{result.count(name):,}", f"{realized:,}", f"{exited:,}",
-                      f"{result.timings_ms.get(name, 0):.1f}")
+                      f"{result.timings_ms.get(name, 0):.1f}", result.tiers.get(name, ""))
     console.print(table)
-    console.print(f"evaluated in {elapsed:.2f} s (including compilation the first time a "
-                  "definition shape is seen; segments of one dependency level share a pass)")
+    console.print(f"evaluated in {elapsed:.2f} s (kernel: compiled, one pass per group of "
+                  "segments, ms shared; vector: while kernels compile)")
+    if eng.compiling:
+        console.print("compiling kernels in the background for the next runs")
     if args.out:
         _write(args.out, eng, result, previous, at_ms)
         console.print(f"wrote {args.out}/memberships.parquet and one .roaring file per segment")
@@ -151,7 +162,7 @@ def _write(out: Path, eng: Any, result: Any, previous: dict[str, Any], at_ms: in
     pq.write_table(table, sink)
     write_atomic(out / "memberships.parquet", sink.getvalue().to_pybytes())
     summary = {"at_ms": at_ms, "counts": {n: result.count(n) for n in eng.names},
-               "timings_ms": result.timings_ms}
+               "timings_ms": result.timings_ms, "tiers": result.tiers}
     write_atomic(out / "run.json", json.dumps(summary, indent=1))
 
 

@@ -16,7 +16,7 @@ a partition, pruned to the time window when the filter has a constant one.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +24,16 @@ import pyarrow as pa
 
 from engine import ir
 from engine.errors import EngineError
-from engine.timeops import FOREVER_HI, FOREVER_LO, UNITS
+from engine.queries import (
+    conjoin,
+    conjuncts,
+    constant_when,
+    element,
+    mentions_event,
+    partition_key,
+)
+from engine.runtime_lists import STRING_TESTS
+from engine.timeops import FOREVER_HI, FOREVER_LO, UNITS, day_number
 from engine.types import Special
 from store.events import EventStore
 from store.profile_store import ProfileStore
@@ -63,9 +72,12 @@ class _Val:
 
 @dataclass
 class _Scope:
-    """Event variables in reach: name → (index variable, partition key)."""
+    """Event variables in reach: name → (index variable, partition key); and the time
+    conditions the loops already guarantee, as (id of the Occurs node, index variable):
+    a loop sliced to a window holds only events inside it, so testing it again is waste."""
 
     events: dict[str, tuple[str, tuple[str, ...] | None]] = field(default_factory=dict)
+    implied: frozenset[tuple[int, str]] = frozenset()
 
 
 _ZERO = {Kind.BOOL: "False", Kind.INT: "0", Kind.FLOAT: "0.0", Kind.STRING: "-1",
@@ -143,10 +155,12 @@ class _Generator:
             return self.logic(node, scope)
         if isinstance(node, ir.Not):
             inner = self.cond(node.arg, scope)
-            return f"(not {inner})"
+            return {"True": "False", "False": "True"}.get(inner, f"(not {inner})")
         if isinstance(node, ir.Compare):
             return self.compare(node, scope)
         if isinstance(node, ir.Occurs):
+            if _implied(node, scope):
+                return "True"
             return self.occurs(node, scope)
         if isinstance(node, ir.SegmentRef):
             mask = self.arg("segment", node.name)
@@ -173,32 +187,46 @@ class _Generator:
         """``and``/``or``. Operands that are plain expressions combine with ``&``/``|``:
         no branch to mispredict (a profile loop full of ``if``s ran 16x slower than the
         hand-written kernels). Operands that need statements (event scans) run only when
-        the result still depends on them."""
-        result = self.var("c")
-        joiner = " & " if isinstance(node, ir.And) else " | "
-        test = f"if {result}:" if isinstance(node, ir.And) else f"if not {result}:"
-        first = True
+        the result still depends on them. Constant operands (a condition the loop bounds
+        already guarantee, a type test on a one-type partition) fold away."""
+        is_and = isinstance(node, ir.And)
+        neutral, absorbing = ("True", "False") if is_and else ("False", "True")
+        joiner = " & " if is_and else " | "
+        result: str | None = None
         for arg in node.args:
             mark = len(self.lines)
-            if first:
-                self.emit(f"{result} = {self.cond(arg, scope)}")
-                first = False
+            if result is None:
+                expr = self.cond(arg, scope)
+                if expr in (neutral, absorbing) and len(self.lines) == mark:
+                    if expr == absorbing:
+                        return absorbing
+                    continue
+                result = self.var("c")
+                self.emit(f"{result} = {expr}")
                 continue
             expr = self.cond(arg, scope)
             if len(self.lines) == mark:  # a plain expression: combine without branching
+                if expr == neutral:
+                    continue
+                if expr == absorbing:
+                    self.emit(f"{result} = {absorbing}")
+                    return result
                 self.lines[-1] = self.lines[-1] + f"{joiner}{expr}"
                 continue
             body = self.lines[mark:]
             del self.lines[mark:]
-            with self.block(test):
+            with self.block(f"if {result}:" if is_and else f"if not {result}:"):
                 self.lines.extend("    " + line for line in body)
                 self.emit(f"{result} = {expr}")
-        return result
+        return neutral if result is None else result
 
     # ------------------------------------------------------------ values
 
     def value(self, node: ir.Expr, scope: _Scope) -> _Val:
         t = node.dtype
+        if isinstance(node, ir.Literal) and node.value is None:  # an operand or a branch
+            kind = t.kind if isinstance(t, DType) and not t.is_list else Kind.INT
+            return _Val(_ZERO[kind], "False", DType(kind))
         if not isinstance(t, DType):
             raise CompileError(f"cannot evaluate {type(node).__name__} as a value here")
         if t.is_list:
@@ -258,6 +286,8 @@ class _Generator:
         a, b = self.value(node.left, scope), self.value(node.right, scope)
         t = node.dtype
         assert isinstance(t, DType)
+        if "False" in (a.valid, b.valid):  # a null operand: null
+            return _Val(_ZERO[t.kind], "False", t)
         out, ok = self.var("x"), self.var("ok")
         self.emit(f"{ok} = {a.valid} & {b.valid}")
         self.emit(f"{out} = {_ZERO[t.kind]}")
@@ -340,80 +370,357 @@ class _Generator:
         return cx is not None and cy is not None and cx.dictionary is cy.dictionary
 
     def some_compare(self, node: ir.Compare, scope: _Scope) -> str:
-        member = node.left
-        if not (isinstance(member, ir.Member) and member.obj.dtype is Special.EVENTS):
-            raise CompileError("comparisons of list attributes are not compiled yet")
+        """A comparison with a list on the left: some element satisfies it; or of two lists:
+        as lists (same length, equal elements in order)."""
+        left = node.left
         if isinstance(node.right.dtype, DType) and node.right.dtype.is_list:
-            raise CompileError("comparing two lists is not compiled yet")
+            return self.list_equal(node, scope)
         other = self.value(node.right, scope)  # once, outside the loop
+        if other.valid == "False":
+            return "False"
+        if isinstance(left, ir.Member) and left.obj.dtype is Special.EVENTS:
+            member = left
 
-        def test(inner: _Scope, ev: str) -> str:
-            field = ir.EventField(ev, member.name, dtype=_element(member.dtype))
-            return self.compare_values(node.op, self.event_field(field, inner), other)
+            def test(inner: _Scope, ev: str) -> str:
+                field = ir.EventField(ev, member.name, dtype=element(member.dtype))
+                return self.compare_values(node.op, self.event_field(field, inner), other)
 
-        # xEvent[...].f OP x: some event's f satisfies it.
-        return self.events_some(member.obj, scope, test)
+            # xEvent[...].f OP x: some event's f satisfies it.
+            return self.events_some(member.obj, scope, test)
+        return self.some(left, scope, lambda v: self.compare_values(node.op, v, other))
+
+    def list_equal(self, node: ir.Compare, scope: _Scope) -> str:
+        domain = self.list_domain(node.left, node.right)
+        a, na, va = self.materialize(node.left, scope, domain)
+        b, nb, vb = self.materialize(node.right, scope, domain)
+        same = f"seq_equal({a}, {na}, {b}, {nb})"
+        return _all_of(va, vb, same if node.op == "=" else _not(same))
 
     # ------------------------------------------------------------ predicates
 
     def predicate(self, node: ir.Call, scope: _Scope) -> str | None:
         fn, args = node.fn, node.args
         if fn in ("isNull", "isNotNull"):
-            v = self.value(args[0], scope)
-            return f"(not {v.valid})" if fn == "isNull" else f"({v.valid})"
-        if fn in ("in", "notIn"):
+            t = args[0].dtype
+            if isinstance(t, DType) and t.is_list:
+                valid = self.list_valid(args[0], scope)
+            else:
+                valid = self.value(args[0], scope).valid
+            return f"(not {valid})" if fn == "isNull" else f"({valid})"
+        if fn in ("in", "notIn", "includes"):
             return self.membership(node, scope)
+        if fn in ("intersects", "subsetOf", "supersetOf"):
+            return self.set_test(node, scope)
         if fn in _STRING_TESTS:
-            v = self.value(args[0], scope)
-            spec = tuple(a.value if isinstance(a, ir.Literal) else None for a in args[1:])
-            if any(x is None for x in spec):
-                raise CompileError(f"{fn} needs literal arguments to be compiled")
-            if v.valid == "False":
-                return "False"
-            if v.column and v.column[0] == "constant":  # known now: decide it now
-                from engine.binding import string_test
-
-                return str(bool(string_test(pa.array([v.column[1]]), fn, spec)[0]))
-            if v.column is None or v.column[0] not in ("profile", "event"):
-                raise CompileError(f"{fn} is compiled on string fields only")
-            table = self.arg("string_test", v.column, fn, spec)
-            return f"({v.valid} & {table}[{v.code}])"
+            return self.string_predicate(node, scope)
         return None
 
-    def membership(self, node: ir.Call, scope: _Scope) -> str:
-        item_node, coll = node.args
-        negate = node.fn == "notIn"
-        if not isinstance(coll, ir.ListLit):
-            raise CompileError(f"{node.fn} is compiled with a list literal on the right only")
-        if isinstance(item_node.dtype, DType) and item_node.dtype.is_list:
-            raise CompileError(f"{node.fn} with a list on the left is not compiled yet")
-        item = self.value(item_node, scope)
-        if item.valid == "False":  # a field no event here has: null, so both are false
-            return "False"
-        if not all(isinstance(x, ir.Literal) for x in coll.items):
-            raise CompileError(f"{node.fn} is compiled with a list of literals on the right only")
-        values = [x.value for x in coll.items if isinstance(x, ir.Literal) and x.value is not None]
-        if item.dtype.kind is Kind.STRING:
-            if item.column and item.column[0] == "constant":
-                hit = item.column[1] in values
-                return str(hit != negate)
-            table = self.arg("string_in", item.column, tuple(values))
-            test = f"{table}[{item.code}]"
+    def string_predicate(self, node: ir.Call, scope: _Scope) -> str:
+        """A string function, on a string or on some element of a list of strings."""
+        fn, (receiver, *rest) = node.fn, node.args
+        flag = rest[1] if len(rest) > 1 else None
+        sensitive = not (isinstance(flag, ir.Literal) and flag.value is False)
+        pattern = rest[0]
+        if isinstance(pattern, ir.Literal) and pattern.value is not None:
+            spec = tuple(a.value for a in rest if isinstance(a, ir.Literal))
+
+            def test(v: _Val) -> str:
+                return self.string_test(fn, v, spec)
         else:
+            other = self.value(pattern, scope)  # once, outside any loop
+            if other.valid == "False":
+                return "False"
+
+            def test(v: _Val) -> str:
+                return self.string_pair_test(fn, v, other, sensitive)
+        t = receiver.dtype
+        if isinstance(t, DType) and t.is_list:
+            return self.some(receiver, scope, test)
+        return test(self.value(receiver, scope))
+
+    def string_test(self, fn: str, v: _Val, spec: tuple[Any, ...]) -> str:
+        """``fn`` with literal arguments ``spec`` on the string value ``v``."""
+        from engine.binding import string_test
+
+        if fn == "matches":  # the pattern as RE2 reads it, now rather than at a run
+            try:
+                _check_re2(str(spec[0]))
+                string_test(pa.array([""], pa.string()), fn, spec)
+            except (pa.ArrowInvalid, ValueError) as e:
+                raise CompileError(f"matches: pattern {spec[0]!r}: {e}") from None
+        if v.valid == "False":
+            return "False"
+        source = _source(v)
+        if source[0] == "literal":  # known now: decide it now
+            return str(bool(string_test(pa.array([source[1]], pa.string()), fn, spec)[0]))
+        table = self.arg("string_test", source, fn, spec)
+        test = f"{table}[{v.code}]"
+        return test if v.valid == "True" else f"({v.valid} & {test})"
+
+    def string_pair_test(self, fn: str, v: _Val, other: _Val, sensitive: bool) -> str:
+        """``v.fn(other)`` for two string values, code point by code point (the pairs of two
+        dictionaries are too many to tabulate)."""
+        if "False" in (v.valid, other.valid):
+            return "False"
+        positive = {"notEqualTo": "equals", "doesNotStartWith": "startsWith",
+                    "doesNotEndWith": "endsWith", "doesNotContain": "contains"}.get(fn, fn)
+        parts = []
+        for x in (v, other):
+            source = _source(x)
+            chars = self.arg("chars", source, not sensitive)
+            starts = self.arg("char_offsets", source, not sensitive)
+            parts.append(f"{chars}, {starts}, {'0' if source[0] == 'literal' else x.code}")
+        test = f"str_pair_test({STRING_TESTS[positive]}, {parts[0]}, {parts[1]})"
+        return _all_of(v.valid, other.valid, test if positive == fn else _not(test))
+
+    def membership(self, node: ir.Call, scope: _Scope) -> str:
+        """``x in L``, ``x notIn L``, ``L.includes(x)``; a list ``x``: some element."""
+        coll, item_node = node.args if node.fn == "includes" else reversed(node.args)
+        wanted = node.fn != "notIn"
+        if isinstance(item_node.dtype, DType) and item_node.dtype.is_list:
+            # Some element a of the left list has (a in coll) == wanted; coll present.
+            def test(a: _Val) -> str:
+                hit, present = self.contains(coll, scope, a)
+                return _all_of(present, hit if wanted else _not(hit))
+
+            return self.some(item_node, scope, test)
+        item = self.value(item_node, scope)
+        if item.valid == "False":  # null: both are false
+            return "False"
+        hit, present = self.contains(coll, scope, item)
+        if wanted:
+            return _all_of(item.valid, hit)
+        return _all_of(item.valid, present, _not(hit))
+
+    def contains(self, coll: ir.Expr, scope: _Scope, item: _Val) -> tuple[str, str]:
+        """(whether the list ``coll`` has an element equal to the present value ``item``,
+        whether ``coll`` is present)."""
+        if isinstance(coll, ir.ListLit) and all(isinstance(x, ir.Literal) for x in coll.items):
+            values = [x.value for x in coll.items
+                      if isinstance(x, ir.Literal) and x.value is not None]
+            if item.dtype.kind is Kind.STRING:
+                source = _source(item)
+                if source[0] == "literal":
+                    return str(source[1] in values), "True"
+                table = self.arg("string_in", source, tuple(values))
+                return f"{table}[{item.code}]", "True"
             kind = "float" if any(isinstance(x, float) for x in values) or \
                 item.dtype.kind is Kind.FLOAT else item.dtype.kind.value
             arr = self.arg("array", kind, tuple(values))
-            test = f"contains({arr}, {item.code})"
-        test = f"(not {test})" if negate else test
-        return f"({item.valid} & {test})" if item.valid != "True" else test
+            return f"contains({arr}, {item.code})", "True"
+        found = self.var("hit")
+        self.emit(f"{found} = False")
+
+        def body(v: _Val) -> None:
+            with self.block(f"if {self.compare_values('=', v, item)}:"):
+                self.emit(f"{found} = True")
+                self.emit("break")
+
+        present = self.each(coll, scope, body)
+        return found, present
+
+    def set_test(self, node: ir.Call, scope: _Scope) -> str:
+        """``A.intersects(B)``, ``A.subsetOf(B)``, ``A.supersetOf(B)`` (``B.subsetOf(A)``)."""
+        a, b = node.args if node.fn != "supersetOf" else reversed(node.args)
+        if node.fn == "intersects":  # some element of A is in B (so both are present)
+            return self.some(a, scope, lambda v: self.contains(b, scope, v)[0])
+        # every element of A is in B, both present: no element of A is missing from B
+        missing = self.some(a, scope, lambda v: _not(self.contains(b, scope, v)[0]))
+        return _all_of(self.list_valid(a, scope), self.list_valid(b, scope), _not(missing))
+
+    # ------------------------------------------------------------ lists
+
+    def some(self, node: ir.Expr, scope: _Scope, test: Callable[[_Val], str]) -> str:
+        """Whether some element of the list ``node`` passes ``test`` (a condition on it)."""
+        found = self.var("some")
+        self.emit(f"{found} = False")
+
+        def body(v: _Val) -> None:
+            t = test(v)
+            if t == "False":
+                self.emit("pass")  # a block must hold a statement
+                return
+            with self.block(f"if {t}:"):
+                self.emit(f"{found} = True")
+                self.emit("break")
+
+        self.each(node, scope, body)
+        return found
+
+    def each(self, node: ir.Expr, scope: _Scope, body: Callable[[_Val], None]) -> str:
+        """Emit a loop over the elements of the list ``node`` (never null) that runs the
+        statements ``body`` emits for each (a ``break`` there leaves the loop); return
+        whether the list is present, an expression valid after the loop."""
+        t = node.dtype
+        if isinstance(node, ir.Literal) and node.value is None:
+            return "False"
+        assert isinstance(t, DType) and t.is_list
+        element = t.element
+
+        def cast(v: _Val) -> None:  # ints in a list of floats are floats
+            if element.kind is Kind.FLOAT and v.dtype.kind is not Kind.FLOAT:
+                v = _Val(f"np.float64({v.code})", v.valid, element)
+            body(v)
+
+        if isinstance(node, ir.Attr):
+            col = self.store.profiles[node.name]
+            values = self.arg("profile_values", node.name)
+            offsets = self.arg("profile_offsets", node.name)
+            j = self.var("j")
+            with self.block(f"for {j} in range({offsets}[p], {offsets}[p + 1]):"):
+                self.emit("pass")  # the body may emit nothing
+                body(_Val(f"{values}[{j}]", "True", element, ("profile", node.name)))
+            return "True" if col.valid is None else f"{self.arg('profile_valid', node.name)}[p]"
+        if isinstance(node, ir.EventField):  # a list-valued field of an event
+            index, key = scope.events[node.var]
+            part = self.events.view(key)
+            if node.name not in part.columns:
+                return "False"
+            col = part.columns[node.name]
+            values = self.arg("event_values", key, node.name)
+            offsets = self.arg("event_list_offsets", key, node.name)
+            j = self.var("j")
+            with self.block(f"for {j} in range({offsets}[{index}], {offsets}[{index} + 1]):"):
+                self.emit("pass")
+                body(_Val(f"{values}[{j}]", "True", element, ("event", key, node.name)))
+            return ("True" if col.valid is None
+                    else f"{self.arg('event_valid', key, node.name)}[{index}]")
+        if isinstance(node, ir.ListLit):
+            # One pass of a loop, so that a break leaves the remaining items too.
+            with self.block(f"for {self.var('once')} in range(1):"):
+                self.emit("pass")
+                for item in node.items:
+                    v = self.value(item, scope)
+                    if v.valid == "False":  # null elements are left out
+                        continue
+                    with self.block(f"if {v.valid}:") if v.valid != "True" else nullcontext():
+                        cast(v)
+            return "True"
+        if isinstance(node, ir.Member) and node.obj.dtype is Special.EVENTS:
+            ev = self.var("ev")
+            with self.scan(node.obj, scope, ev) as inner:
+                self.emit("pass")
+                f = self.event_field(ir.EventField(ev, node.name, dtype=element), inner)
+                if f.valid != "False":  # events without the field are left out
+                    with self.block(f"if {f.valid}:") if f.valid != "True" else nullcontext():
+                        body(f)
+            return "True"
+        if isinstance(node, ir.Call) and node.fn == "distinct":
+            domain = self.list_domain(node.args[0])
+            buf, n, valid = self.materialize(node.args[0], scope, domain)
+            self.emit(f"{n} = keep_first({buf}, {n})")
+            j = self.var("j")
+            column = domain if isinstance(domain, tuple) else None
+            with self.block(f"for {j} in range({n}):"):
+                self.emit("pass")
+                body(_Val(f"{buf}[{j}]", "True", element, column))
+            return valid
+        if isinstance(node, ir.Call) and node.fn == "if":
+            test, a, b = node.args
+            valid = self.var("present")
+            self.emit(f"{valid} = False")
+            c = self.cond(test, scope)
+            for header, branch in ((f"if {c}:", a), ("else:", b)):
+                with self.block(header):
+                    self.emit(f"{valid} = {self.each(branch, scope, cast)}")
+            return valid
+        raise CompileError(f"cannot compile this list ({type(node).__name__}) yet")
+
+    def list_valid(self, node: ir.Expr, scope: _Scope) -> str:
+        """Whether the list ``node`` is present (not null; it may be empty)."""
+        if isinstance(node, ir.Literal) and node.value is None:
+            return "False"
+        if isinstance(node, ir.Attr):
+            if self.store.profiles[node.name].valid is None:
+                return "True"
+            return f"{self.arg('profile_valid', node.name)}[p]"
+        if isinstance(node, ir.EventField):
+            index, key = scope.events[node.var]
+            part = self.events.view(key)
+            if node.name not in part.columns:
+                return "False"
+            if part.columns[node.name].valid is None:
+                return "True"
+            return f"{self.arg('event_valid', key, node.name)}[{index}]"
+        if isinstance(node, ir.Call) and node.fn == "distinct":
+            return self.list_valid(node.args[0], scope)
+        if isinstance(node, ir.Call) and node.fn == "if":
+            test, a, b = node.args
+            valid = self.var("present")
+            self.emit(f"{valid} = False")
+            c = self.cond(test, scope)
+            for header, branch in ((f"if {c}:", a), ("else:", b)):
+                with self.block(header):
+                    self.emit(f"{valid} = {self.list_valid(branch, scope)}")
+            return valid
+        return "True"  # list literals and field lists are never null
+
+    def list_domain(self, *nodes: ir.Expr) -> Any:
+        """What elements of these lists become in a buffer where equal values are equal
+        entries: a fresh string domain (codes in the union of their sources' dictionaries),
+        or "float", "bool", "int" (also timestamps and dates)."""
+        kinds = {n.dtype.kind for n in nodes if isinstance(n.dtype, DType)}
+        if Kind.STRING in kinds:
+            return ("domain", _Domain())
+        if Kind.FLOAT in kinds:
+            return "float"
+        return "bool" if kinds == {Kind.BOOL} else "int"
+
+    def materialize(self, node: ir.Expr, scope: _Scope, domain: Any) -> tuple[str, str, str]:
+        """(buffer, length, present) of the list ``node``'s elements as ``domain`` says
+        (see `list_domain`), in a buffer the kernel call allocates once and grows."""
+        buf, n = self.var("buf"), self.var("m")
+        dtype = {"float": "np.float64", "bool": "np.bool_"}.get(domain, "np.int64") \
+            if isinstance(domain, str) else "np.int64"
+        self.prologue.append(f"{buf} = np.empty(16, {dtype})")
+        self.emit(f"{n} = 0")
+
+        def put(v: _Val) -> None:
+            with self.block(f"if {n} == len({buf}):"):
+                self.emit(f"{buf} = grow({buf})")
+            if isinstance(domain, tuple):
+                code = self.code_in(v, domain)
+            elif domain == "float":
+                code = f"np.float64({v.code})"
+            elif domain == "bool":
+                code = v.code
+            else:
+                code = f"np.int64({v.code})"
+            self.emit(f"{buf}[{n}] = {code}")
+            self.emit(f"{n} += 1")
+
+        present = self.each(node, scope, put)
+        return buf, n, present
+
+    def code_in(self, v: _Val, domain: tuple[Any, ...]) -> str:
+        """The code of the present string value ``v`` in ``domain``, which holds it."""
+        source = _source(v)
+        if domain[0] == "domain":
+            domain[1].add(source)
+        if source == domain:
+            return "0" if source[0] == "literal" else v.code
+        if source[0] == "literal":
+            return self.arg("code", domain, source[1])
+        return f"{self.arg('translate', source, domain)}[{v.code}]"
 
     def list_truth(self, node: ir.Expr, scope: _Scope) -> str:
+        """A list in condition position: present and not empty."""
         if isinstance(node, ir.Attr):
             col = self.store.profiles[node.name]
             offsets = self.arg("profile_offsets", node.name)
             valid = "True" if col.valid is None else f"{self.arg('profile_valid', node.name)}[p]"
             return f"({valid} & ({offsets}[p + 1] > {offsets}[p]))"
-        raise CompileError("this list is not compiled in condition position yet")
+        return self.some(node, scope, lambda v: "True")
+
+    def list_count(self, node: ir.Expr, scope: _Scope) -> str:
+        """The number of elements of a list (0 for a missing one)."""
+        if isinstance(node, ir.Attr):
+            offsets = self.arg("profile_offsets", node.name)
+            return f"({offsets}[p + 1] - {offsets}[p])"
+        n = self.var("n")
+        self.emit(f"{n} = 0")
+        self.each(node, scope, lambda v: self.emit(f"{n} += 1"))
+        return n
 
     # ------------------------------------------------------------ calls with values
 
@@ -430,15 +737,18 @@ class _Generator:
                 return _Val(self.select(src, scope, want="count"), "True", t)
             if isinstance(src, ir.Call) and src.fn == "distinct":
                 return _Val(self.distinct_count(src.args[0], scope), "True", t)
-            if isinstance(src, ir.Attr):
-                offsets = self.arg("profile_offsets", src.name)
-                return _Val(f"({offsets}[p + 1] - {offsets}[p])", "True", t)
-            raise CompileError("count() of this list is not compiled yet")
+            return _Val(self.list_count(src, scope), "True", t)
         if fn in ("sum", "average", "min", "max") and len(args) == 2 \
                 and args[0].dtype is Special.EVENTS:
             return self.aggregate(fn, args[0], args[1], t, scope)
+        if fn in ("sum", "average", "min", "max") and len(args) == 1:
+            return self.list_aggregate(fn, args[0], t, scope)
         if fn == "if":
             return self.if_(node, scope)
+        if fn == "date":
+            return self.date_value(node)
+        if fn == "regexGroup":
+            return self.regex_group(node, scope)
         if fn in ("getYear", "getMonth", "getDayOfMonth"):
             v = self.value(args[0], scope)
             days = f"({v.code} // 86400000)" if v.dtype.kind is Kind.TIMESTAMP else v.code
@@ -460,15 +770,92 @@ class _Generator:
         self.emit(f"{out} = {_ZERO[t.kind]}")
         self.emit(f"{ok} = False")
         c = self.cond(test, scope)
+        # Strings: the branches' codes in one dictionary, the union of their sources'.
+        domain = ("domain", _Domain()) if t.kind is Kind.STRING else None
         for header, branch in ((f"if {c}:", a_node), ("else:", b_node)):
             with self.block(header):
                 v = self.value(branch, scope)
-                if v.dtype.kind is Kind.STRING:
-                    raise CompileError("if() with string branches is not compiled yet")
-                cast = f"np.float64({v.code})" if t.kind is Kind.FLOAT else v.code
-                self.emit(f"{out} = {cast}")
+                if v.valid == "False":  # null (or a field no event here has)
+                    self.emit("pass")
+                    continue
+                if domain is not None:
+                    code = f"{self.code_in(v, domain)} if {v.valid} else -1"
+                else:
+                    code = f"np.float64({v.code})" if t.kind is Kind.FLOAT else v.code
+                self.emit(f"{out} = {code}")
                 self.emit(f"{ok} = {v.valid}")
-        return _Val(out, ok, t)
+        return _Val(out, ok, t, domain)
+
+    def date_value(self, node: ir.Call) -> _Val:
+        """``date(y, m, d)`` with literal arguments: a constant day, or null."""
+        t = node.dtype
+        assert isinstance(t, DType)
+        if not all(isinstance(a, ir.Literal) for a in node.args):
+            raise CompileError(
+                "date(y, m, d) is compiled with literal arguments only: a computed year can "
+                "name a day beyond what the kernels' 64-bit days and milliseconds hold")
+        y, m, d = (a.value for a in node.args if isinstance(a, ir.Literal))
+        if isinstance(y, int) and not -(10**7) <= y <= 10**7:
+            raise CompileError(f"date({y}, {m}, {d}): years are compiled within ±10,000,000")
+        day = day_number(y, m, d)
+        if day is None:  # a null argument, or no such day (February 30)
+            return _Val("0", "False", t)
+        return _Val(self.arg("param", "date", day), "True", t)
+
+    def regex_group(self, node: ir.Call, scope: _Scope) -> _Val:
+        """``s.regexGroup(re, n)``: a string whose dictionary is what the group gives for the
+        entries of ``s``'s (computed once at bind time, on RE2 as ``matches``)."""
+        t = node.dtype
+        assert isinstance(t, DType)
+        s_node, pattern, group = node.args
+        assert isinstance(pattern, ir.Literal) and isinstance(group, ir.Literal)
+        from engine.binding import regex_group
+
+        try:  # the pattern as RE2 reads it, now rather than when a run binds it
+            _check_re2(str(pattern.value))
+            regex_group(pa.array([""], pa.string()), str(pattern.value), int(group.value or 0))
+        except (pa.ArrowInvalid, ValueError) as e:
+            raise CompileError(f"regexGroup: pattern {pattern.value!r}: {e}") from None
+        v = self.value(s_node, scope)
+        if v.valid == "False":
+            return _Val("-1", "False", t)
+        source = _source(v)
+        if source[0] == "literal":  # known now
+            found = regex_group(pa.array([source[1]], pa.string()), str(pattern.value),
+                                int(group.value or 0))[0].as_py()
+            if found is None:
+                return _Val("-1", "False", t)
+            return _Val("", "True", t, ("literal", found))
+        table = self.arg("regex_map", source, pattern.value, group.value)
+        code = self.var("rg")
+        self.emit(f"{code} = {table}[{v.code}] if {v.valid} else -1")
+        return _Val(code, f"({code} >= 0)", t, ("regex", source, pattern.value, group.value))
+
+    def list_aggregate(self, fn: str, node: ir.Expr, t: DType, scope: _Scope) -> _Val:
+        """``L.sum()``, ``average()``, ``min()``, ``max()`` over a list's elements, as
+        `aggregate` does over events."""
+        item = element(node.dtype)
+        value_kind = item.kind if item is not None else t.kind
+        acc, n = self.var("acc"), self.var("n")
+        self.emit(f"{acc} = {_ZERO[value_kind] if fn == 'average' else _ZERO[t.kind]}")
+        self.emit(f"{n} = 0")
+        exact = fn == "average" and value_kind is Kind.INT
+        accf, wrapped = self.var("accf"), self.var("wrapped")
+        if exact:  # int64 while it does not overflow, else the float sum
+            self.emit(f"{accf} = 0.0")
+            self.emit(f"{wrapped} = False")
+
+        self.each(node, scope,
+                  lambda v: self.accumulate(fn, v, acc, n, (accf, wrapped) if exact else None))
+        if fn == "sum":
+            return _Val(acc, "True", t)
+        if fn == "average":
+            out = self.var("avg")
+            total = f"({accf} if {wrapped} else np.float64({acc}))" if exact else \
+                f"np.float64({acc})"
+            self.emit(f"{out} = {total} / {n} if {n} > 0 else 0.0")
+            return _Val(out, f"({n} > 0)", t)
+        return _Val(acc, f"({n} > 0)", t)
 
     # ------------------------------------------------------------ event scans
 
@@ -482,17 +869,6 @@ class _Generator:
             raise CompileError("an event query must start from xEvent")
         return node, conds
 
-    def partition_key(self, facts: list[tuple[ir.Expr, str]]) -> tuple[str, ...] | None:
-        """The event types the facts restrict a scan to (``eventType = "x"`` or ``in``)."""
-        if self.type_field is None:
-            return None
-        types: set[str] | None = None
-        for conj, var in facts:
-            found = _types_of(conj, self.type_field, var)
-            if found is not None:
-                types = found if types is None else types & found
-        return None if types is None else tuple(sorted(types))
-
     @contextmanager
     def scan(self, node: ir.Expr, scope: _Scope, var: str = "",
              hints: ir.Expr | None = None) -> Iterator[_Scope]:
@@ -503,44 +879,62 @@ class _Generator:
         ``where`` under exists or select): it is not tested here, but its event-type and time
         conjuncts narrow the loop, as the filters' own do.
         """
+        lo, hi, i, inner, body, test = self.open_scan(node, scope, var, hints)
+        with self.block(f"for {i} in range({lo}, {hi}):"):
+            self.lines.extend(body)
+            if test == "True":
+                yield inner
+            else:
+                with self.block(f"if {test}:"):
+                    yield inner
+
+    def open_scan(self, node: ir.Expr, scope: _Scope, var: str,
+                  hints: ir.Expr | None) -> tuple[str, str, str, _Scope, list[str], str]:
+        """Emit a scan's bounds: (lo, hi, index, inner scope, statements of the filter
+        test for the loop body, the test). The test leaves out what the bounds imply."""
         _, conds = self.source(node)
-        facts = [(conj, "") for c in conds for conj in _conjuncts(c)]
+        facts = [(conj, "") for c in conds for conj in conjuncts(c)]
         if hints is not None and var:
-            facts += [(conj, var) for conj in _conjuncts(hints)]
-        key = self.partition_key(facts)
+            facts += [(conj, var) for conj in conjuncts(hints)]
+        key = partition_key(facts, self.type_field)
         offsets = self.arg("event_offsets", key)
         time = self.arg("event_time", key)
         lo, hi, i = self.var("lo"), self.var("hi"), self.var("i")
         self.emit(f"{lo} = np.int64({offsets}[p])")
         self.emit(f"{hi} = np.int64({offsets}[p + 1])")
-        self.narrow_to_time(facts, scope, time, lo, hi)
+        exact = self.narrow_to_time(facts, scope, time, lo, hi)
         # Inside, the implicit event of the filters is this one, and so is ``var``'s.
         inner = scope_with(scope_with(scope, "", i, key), var, i, key)
-        with self.block(f"for {i} in range({lo}, {hi}):"):
-            if conds:
-                test = self.cond(_conjoin(conds), inner)
-                with self.block(f"if {test}:"):
-                    yield inner
-            else:
-                yield inner
+        inner.implied = inner.implied | {(id(conj), i) for conj in exact}
+        self.depth += 1
+        mark = len(self.lines)
+        test = self.cond(conjoin(conds), inner) if conds else "True"
+        body = self.lines[mark:]
+        del self.lines[mark:]
+        self.depth -= 1
+        return lo, hi, i, inner, body, test
 
     def narrow_to_time(self, facts: list[tuple[ir.Expr, str]], scope: _Scope, time: str,
-                       lo: str, hi: str) -> None:
-        """Shrink [lo, hi) to the events inside each time window the facts impose.
+                       lo: str, hi: str) -> list[ir.Expr]:
+        """Shrink [lo, hi) to the events inside each time window the facts impose; return
+        the facts the slice makes true of every event in it (one-interval windows).
 
         Events are sorted by time within a profile's slice, so a window is a sub-slice.
         Windows anchored on ``now`` are bound per run; windows anchored on an outer event
         or an attribute are computed here, before the loop.
         """
+        exact: list[ir.Expr] = []
         for conj, var in facts:
             if not (isinstance(conj, ir.Occurs) and isinstance(conj.subject, ir.EventField)
                     and conj.subject.var == var and conj.subject.name == self.time_field):
                 continue
-            if _constant_when(conj.when):
+            if constant_when(conj.when):
                 bounds = self.arg("window_bounds", conj.when)
                 self.emit(f"{lo}, {hi} = time_slice({time}, {lo}, {hi}, {bounds}[0], "
                           f"{bounds}[1])")
-            elif not _mentions_event(conj.when, var):
+                if _one_interval(conj.when):
+                    exact.append(conj)
+            elif not mentions_event(conj.when, var):
                 ranges, valid = self.dynamic_ranges(conj.when, scope)
                 if len(ranges) == 1:
                     (r_lo, r_hi), = ranges
@@ -548,12 +942,19 @@ class _Generator:
                         self.emit(f"{lo}, {hi} = time_slice({time}, {lo}, {hi}, {r_lo}, {r_hi})")
                     with self.block("else:"):
                         self.emit(f"{hi} = {lo}")
+                    exact.append(conj)
+        return exact
 
     def count_events(self, node: ir.Expr, scope: _Scope) -> str:
         n = self.var("n")
+        lo, hi, i, _, body, test = self.open_scan(node, scope, "", None)
+        if not body and test == "True":  # the bounds say it all: no loop
+            self.emit(f"{n} = {hi} - {lo}")
+            return n
         self.emit(f"{n} = 0")
-        with self.scan(node, scope):
-            self.emit(f"{n} += 1")
+        with self.block(f"for {i} in range({lo}, {hi}):"):
+            self.lines.extend(body)
+            self.emit(f"{n} += {test}")
         return n
 
     def events_some(
@@ -586,20 +987,7 @@ class _Generator:
         with self.scan(src, scope) as inner:
             v = self.value(expr, inner)
             with self.block(f"if {v.valid}:" if v.valid != "True" else "if True:"):
-                if exact:
-                    nxt = self.var("nxt")
-                    self.emit(f"{nxt} = {acc} + {v.code}")
-                    self.emit(f"{wrapped} = {wrapped} or ((({acc} ^ {v.code}) >= 0) and "
-                              f"(({acc} ^ {nxt}) < 0))")
-                    self.emit(f"{acc} = {nxt}")
-                    self.emit(f"{accf} += np.float64({v.code})")
-                elif fn in ("sum", "average"):
-                    self.emit(f"{acc} += {v.code}")
-                else:
-                    better = "<" if fn == "min" else ">"
-                    with self.block(f"if {n} == 0 or {v.code} {better} {acc}:"):
-                        self.emit(f"{acc} = {v.code}")
-                self.emit(f"{n} += 1")
+                self.accumulate(fn, v, acc, n, (accf, wrapped) if exact else None)
         if fn == "sum":
             return _Val(acc, "True", t)
         if fn == "average":
@@ -610,25 +998,33 @@ class _Generator:
             return _Val(out, f"({n} > 0)", t)
         return _Val(acc, f"({n} > 0)", t)
 
+    def accumulate(self, fn: str, v: _Val, acc: str, n: str,
+                   exact: tuple[str, str] | None) -> None:
+        """One value into an aggregate's accumulator ``acc`` (``n`` values so far). ``exact``:
+        (float sum, wrapped flag) of an int average, summed in int64 while it does not
+        overflow."""
+        if exact is not None:
+            accf, wrapped = exact
+            nxt = self.var("nxt")
+            self.emit(f"{nxt} = {acc} + {v.code}")
+            self.emit(f"{wrapped} = {wrapped} or ((({acc} ^ {v.code}) >= 0) and "
+                      f"(({acc} ^ {nxt}) < 0))")
+            self.emit(f"{acc} = {nxt}")
+            self.emit(f"{accf} += np.float64({v.code})")
+        elif fn in ("sum", "average"):
+            self.emit(f"{acc} += {v.code}")
+        else:
+            better = "<" if fn == "min" else ">"
+            with self.block(f"if {n} == 0 or {v.code} {better} {acc}:"):
+                self.emit(f"{acc} = {v.code}")
+        self.emit(f"{n} += 1")
+
     def distinct_count(self, node: ir.Expr, scope: _Scope) -> str:
-        if not (isinstance(node, ir.Member) and node.obj.dtype is Special.EVENTS):
-            raise CompileError("distinct() is compiled over event fields only")
-        if isinstance(node.dtype, DType) and node.dtype.kind is Kind.STRING:
+        """``L.distinct().count()``: the list's elements in a buffer, sorted and counted."""
+        if isinstance(node, ir.Member) and node.obj.dtype is Special.EVENTS \
+                and isinstance(node.dtype, DType) and node.dtype.kind is Kind.STRING:
             return self.distinct_codes(node, scope)
-        buf, m = self.var("buf"), self.var("m")
-        ev = self.var("ev")
-        _, conds = self.source(node.obj)
-        key = self.partition_key([(conj, "") for c in conds for conj in _conjuncts(c)])
-        offsets = self.arg("event_offsets", key)
-        self.emit(f"{buf} = np.empty({offsets}[p + 1] - {offsets}[p], np.int64)")
-        self.emit(f"{m} = 0")
-        with self.scan(node.obj, scope, ev) as inner:
-            f = self.event_field(ir.EventField(ev, node.name, dtype=_element(node.dtype)), inner)
-            if f.dtype.kind is Kind.FLOAT:
-                raise CompileError("distinct() of a float field is not compiled yet")
-            with self.block(f"if {f.valid}:" if f.valid != "True" else "if True:"):
-                self.emit(f"{buf}[{m}] = {f.code}")
-                self.emit(f"{m} += 1")
+        buf, m, _ = self.materialize(node, scope, self.list_domain(node))
         out = self.var("d")
         self.emit(f"{out} = count_distinct({buf}[:{m}])")
         return out
@@ -639,7 +1035,7 @@ class _Generator:
         seen, d, ev = self.var("seen"), self.var("d"), self.var("ev")
         self.emit(f"{d} = 0")
         with self.scan(node.obj, scope, ev) as inner:
-            f = self.event_field(ir.EventField(ev, node.name, dtype=_element(node.dtype)), inner)
+            f = self.event_field(ir.EventField(ev, node.name, dtype=element(node.dtype)), inner)
             if f.column is None or f.column[0] != "event":
                 self.emit(f"{d} = max({d}, np.int64({f.valid}))")  # a constant: 0 or 1 value
                 return d
@@ -667,31 +1063,47 @@ class _Generator:
         # Under exists and select, only events satisfying the where clause count, so its
         # type and time conjuncts may narrow the scan; under forall they may not.
         hints = clause.cond if mode != "forall" else None
-        with self.scan(clause.source, scope, clause.var, hints) as inner:
-            holds = self.cond(clause.cond, inner) if clause.cond is not None else "True"
-            if mode == "forall":
-                with self.block(f"if not {holds}:"):
-                    self.emit(f"{result} = False")
+        lo, hi, i, inner, body, test = self.open_scan(clause.source, scope, clause.var, hints)
+        inside = 1 if test == "True" else 2  # the where clause's depth in the loop
+        self.depth += inside
+        mark = len(self.lines)
+        holds = self.cond(clause.cond, inner) if clause.cond is not None else "True"
+        holds_body = self.lines[mark:]
+        del self.lines[mark:]
+        self.depth -= inside
+        if (mode != "forall" and len(clauses) == 1 and not body and not holds_body
+                and test == holds == "True"):  # every event of the slice qualifies
+            self.emit(f"{result} = {hi} > {lo}" if mode == "exists" else f"{result} += {hi} - {lo}")
+            return
+        with self.block(f"for {i} in range({lo}, {hi}):"):
+            self.lines.extend(body)
+            with self.block(f"if {test}:") if test != "True" else nullcontext():
+                self.lines.extend(holds_body)
+                self._clause_body(clauses, inner, result, mode, holds)
+
+    def _clause_body(self, clauses: list[ir.Clause], inner: _Scope, result: str, mode: str,
+                     holds: str) -> None:
+        if mode == "forall":
+            with self.block(f"if not {holds}:"):
+                self.emit(f"{result} = False")
+                self.emit("break")
+            if len(clauses) > 1:
+                self._clauses(clauses[1:], inner, result, mode)
+                with self.block(f"if not {result}:"):
                     self.emit("break")
-                if len(clauses) > 1:
-                    self._clauses(clauses[1:], inner, result, mode)
-                    with self.block(f"if not {result}:"):
-                        self.emit("break")
-                return
-            with self.block(f"if {holds}:"):
-                if len(clauses) > 1:
-                    self._clauses(clauses[1:], inner, result, mode)
-                elif mode == "count":
-                    self.emit(f"{result} += 1")
-                else:
-                    self.emit(f"{result} = True")
-            if mode == "exists":
-                with self.block(f"if {result}:"):
-                    self.emit("break")
+            return
+        with self.block(f"if {holds}:") if holds != "True" else nullcontext():
+            if len(clauses) > 1:
+                self._clauses(clauses[1:], inner, result, mode)
+            elif mode == "count":
+                self.emit(f"{result} += 1")
+            else:
+                self.emit(f"{result} = True")
+        if mode == "exists":
+            with self.block(f"if {result}:"):
+                self.emit("break")
 
     def chain(self, node: ir.Chain, scope: _Scope) -> str:
-        if node.time_field != self.time_field:
-            raise CompileError("chain() is compiled with the event time field as TIME only")
         step_k, count, last, done = (self.var("step"), self.var("cnt"), self.var("after"),
                                      self.var("chain"))
         steps = list(node.steps)
@@ -699,31 +1111,69 @@ class _Generator:
         self.emit(f"{count} = 0")
         self.emit(f"{last} = np.int64({-(2**63)})")
         ev = self.var("ev")
+        if node.time_field == self.time_field:  # the scan's order is TIME's
+            with self.scan(node.source, scope, ev) as inner:
+                index, key = inner.events[ev]
+                time = self.arg("event_time", key)
+                self._chain_event(node, scope_with(inner, "", index, key), f"{time}[{index}]",
+                                  (step_k, count, last))
+                with self.block(f"if {step_k} == {len(steps)}:"):
+                    self.emit("break")
+            self.emit(f"{done} = {step_k} == {len(steps)}")
+            return done
+        # Another TIME field: the source's events that have one, in (stable) TIME order.
+        idx, times, m = self.var("idx"), self.var("times"), self.var("m")
+        self.prologue.append(f"{idx} = np.empty(16, np.int64)")
+        self.prologue.append(f"{times} = np.empty(16, np.int64)")
+        self.emit(f"{m} = 0")
+        keys: list[tuple[str, ...] | None] = []
         with self.scan(node.source, scope, ev) as inner:
-            time = self.arg("event_time", inner.events[ev][1])
-            t_i = f"{time}[{inner.events[ev][0]}]"
-            with self.block(f"if {t_i} > {last}:"):
-                for k, step in enumerate(steps):
-                    # elif: the event that completes a step cannot also count for the next
-                    with self.block(f"{'if' if k == 0 else 'elif'} {step_k} == {k}:"):
-                        step_scope = scope_with(inner, "", inner.events[ev][0],
-                                                inner.events[ev][1])
-                        conds = [step.what] + ([step.where] if step.where else [])
-                        if step.when is not None:
-                            conds.append(ir.Occurs(ir.EventField("", node.time_field,
-                                                                 dtype=DType(Kind.TIMESTAMP)),
-                                                   step.when, dtype=DType(Kind.BOOL)))
-                        test = self.cond(_conjoin(conds), step_scope)
-                        with self.block(f"if {test}:"):
-                            self.emit(f"{count} += 1")
-                            with self.block(f"if {count} >= {self.arg('param', 'int', step.count)}:"):
-                                self.emit(f"{step_k} += 1")
-                                self.emit(f"{count} = 0")
-                                self.emit(f"{last} = {t_i}")
+            self.emit("pass")
+            index, key = inner.events[ev]
+            keys.append(key)
+            f = self.event_field(ir.EventField(ev, node.time_field, dtype=DType(Kind.TIMESTAMP)),
+                                 inner)
+            if f.valid != "False":
+                with self.block(f"if {f.valid}:") if f.valid != "True" else nullcontext():
+                    with self.block(f"if {m} == len({idx}):"):
+                        self.emit(f"{idx} = grow({idx})")
+                        self.emit(f"{times} = grow({times})")
+                    self.emit(f"{idx}[{m}] = {index}")
+                    self.emit(f"{times}[{m}] = {f.code}")
+                    self.emit(f"{m} += 1")
+        order, k, i = self.var("order"), self.var("k"), self.var("i")
+        self.emit(f"{order} = np.argsort({times}[:{m}], kind=\"mergesort\")")
+        with self.block(f"for {k} in range({m}):"):
+            self.emit(f"{i} = {idx}[{order}[{k}]]")
+            self._chain_event(node, scope_with(scope, "", i, keys[0]), f"{times}[{order}[{k}]]",
+                              (step_k, count, last))
             with self.block(f"if {step_k} == {len(steps)}:"):
                 self.emit("break")
         self.emit(f"{done} = {step_k} == {len(steps)}")
         return done
+
+    def _chain_event(self, node: ir.Chain, step_scope: _Scope, t_i: str,
+                     state: tuple[str, str, str]) -> None:
+        """One event of a chain's source, at TIME ``t_i``: the step it may count for.
+        ``state``: the variables of the current step, its count and the TIME completing
+        the previous step."""
+        step_k, count, last = state
+        with self.block(f"if {t_i} > {last}:"):
+            for k, step in enumerate(node.steps):
+                # elif: the event that completes a step cannot also count for the next
+                with self.block(f"{'if' if k == 0 else 'elif'} {step_k} == {k}:"):
+                    conds = [step.what] + ([step.where] if step.where else [])
+                    if step.when is not None:
+                        conds.append(ir.Occurs(ir.EventField("", node.time_field,
+                                                             dtype=DType(Kind.TIMESTAMP)),
+                                               step.when, dtype=DType(Kind.BOOL)))
+                    test = self.cond(conjoin(conds), step_scope)
+                    with self.block(f"if {test}:"):
+                        self.emit(f"{count} += 1")
+                        with self.block(f"if {count} >= {self.arg('param', 'int', step.count)}:"):
+                            self.emit(f"{step_k} += 1")
+                            self.emit(f"{count} = 0")
+                            self.emit(f"{last} = {t_i}")
 
     # ------------------------------------------------------------ time
 
@@ -731,18 +1181,25 @@ class _Generator:
         subject = node.subject
         if isinstance(subject.dtype, DType) and subject.dtype.is_list:
             if not (isinstance(subject, ir.Member) and subject.obj.dtype is Special.EVENTS):
-                raise CompileError("occurs on a list attribute is not compiled yet")
+                # some element of a list attribute (or literal, ...) satisfies it
+                return self.some(subject, scope,
+                                 lambda v: self.occurs_value(v, node.when, scope))
 
-            def element(inner: _Scope, ev: str) -> str:
-                field = ir.EventField(ev, subject.name, dtype=_element(subject.dtype))
+            def occurs_of(inner: _Scope, ev: str) -> str:
+                field = ir.EventField(ev, subject.name, dtype=element(subject.dtype))
                 return self.occurs(ir.Occurs(field, node.when, dtype=node.dtype), inner)
 
-            return self.events_some(subject.obj, scope, element)
-        v = self.value(subject, scope)
+            return self.events_some(subject.obj, scope, occurs_of)
+        return self.occurs_value(self.value(subject, scope), node.when, scope)
+
+    def occurs_value(self, v: _Val, when: ir.TimeCond, scope: _Scope) -> str:
+        """``occurs`` on the timestamp or date value ``v``."""
+        if v.valid == "False":
+            return "False"
         t = f"({v.code} * 86400000)" if v.dtype.kind is Kind.DATE else v.code
-        if _constant_when(node.when):
-            w = self.arg("window", node.when)
-            pieces = 5 if isinstance(node.when, ir.Within) and node.when.direction == "from" else 2
+        if constant_when(when):
+            w = self.arg("window", when)
+            pieces = 5 if isinstance(when, ir.Within) and when.direction == "from" else 2
             test = f"in_window({t}, {w}, {pieces})"
             return test if v.valid == "True" else f"({v.valid} & {test})"
         # A reference that varies by profile or event: the bounds are generated for this
@@ -750,7 +1207,7 @@ class _Generator:
         # engine.timeops.window, which handles constant references.
         tv = self.var("t")
         self.emit(f"{tv} = np.int64({t})")
-        ranges, valid = self.dynamic_ranges(node.when, scope)
+        ranges, valid = self.dynamic_ranges(when, scope)
         test = " or ".join(f"({lo} <= {tv} <= {hi})" for lo, hi in ranges)
         parts = [x for x in (v.valid, valid) if x != "True"]
         return f"({' and '.join([*parts, f'({test})'])})"
@@ -839,56 +1296,83 @@ def scope_with(scope: _Scope, var: str, index: str | None = None,
     events = dict(scope.events)
     if index is not None:
         events[var] = (index, key)
-    return _Scope(events)
+    return _Scope(events, scope.implied)
 
 
-def _conjoin(conds: list[ir.Expr]) -> ir.Expr:
-    if len(conds) == 1:
-        return conds[0]
-    return ir.And(tuple(conds), dtype=DType(Kind.BOOL))
+def _implied(node: ir.Occurs, scope: _Scope) -> bool:
+    """Whether an enclosing loop's bounds already guarantee ``node`` for its event."""
+    subject = node.subject
+    if not scope.implied or not isinstance(subject, ir.EventField) \
+            or subject.var not in scope.events:
+        return False
+    return (id(node), scope.events[subject.var][0]) in scope.implied
 
 
-def _element(t: Any) -> DType | None:
-    return t.element if isinstance(t, DType) else None
+def _one_interval(when: ir.TimeCond) -> bool:
+    """Whether a constant window is one interval, so that slicing to its hull is exact."""
+    if isinstance(when, ir.Within):
+        return when.direction != "from" and when.op != "!="
+    return True
 
 
-def _conjuncts(c: ir.Expr) -> tuple[ir.Expr, ...]:
-    return c.args if isinstance(c, ir.And) else (c,)
+class _Domain:
+    """The sources of strings coded in one dictionary, their union: the branches of a
+    string ``if``, the elements of a list in a buffer. Collected while the code is generated
+    and resolved when a run binds the arguments (``engine.binding.dictionary_of``), so it
+    is compared by identity."""
+
+    __slots__ = ("refs",)
+
+    def __init__(self) -> None:
+        self.refs: list[tuple[Any, ...]] = []
+
+    def add(self, ref: tuple[Any, ...]) -> None:
+        if ref not in self.refs:
+            self.refs.append(ref)
+
+    def __repr__(self) -> str:
+        return f"domain{tuple(self.refs)!r}"
 
 
-def _mentions_event(node: ir.Node, var: str) -> bool:
-    """Whether ``node`` reads a field of the event bound to ``var`` (or the implicit one)."""
-    return any(isinstance(n, ir.EventField) and n.var in (var, "") for n in ir.walk(node))
+def _source(v: _Val) -> tuple[Any, ...]:
+    """What a string value's code refers to; a known string is a literal."""
+    if v.column is None:  # pragma: no cover - present strings always have a source
+        raise CompileError("a string value without a dictionary")
+    if v.column[0] == "constant":
+        return ("literal", v.column[1])
+    return v.column
 
 
-def _types_of(conj: ir.Expr, type_field: str, var: str) -> set[str] | None:
-    """The event types a conjunct allows, if it is ``V.eventType = "x"`` or ``in [...]``."""
-    def is_type(n: ir.Expr) -> bool:
-        return isinstance(n, ir.EventField) and n.var == var and n.name == type_field
+def _check_re2(pattern: str) -> None:
+    """Raise ValueError where RE2 (the kernels) would read ``pattern`` otherwise than
+    Python's ``re`` (the checker and the language's examples) although both accept it."""
+    i, in_class = 0, False
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+            i += 1 + (pattern[i + 1 : i + 2] == "^")
+            i += pattern[i : i + 1] == "]"  # a leading ] is a literal
+            continue
+        elif pattern.startswith("{,", i):
+            raise ValueError("{,n} is a repetition for Python but text for RE2: write {0,n}")
+        i += 1
 
-    if isinstance(conj, ir.Compare) and conj.op == "=":
-        for a, b in ((conj.left, conj.right), (conj.right, conj.left)):
-            if is_type(a) and isinstance(b, ir.Literal) and isinstance(b.value, str):
-                return {b.value}
-    if isinstance(conj, ir.Call) and conj.fn == "in" and is_type(conj.args[0]) \
-            and isinstance(conj.args[1], ir.ListLit):
-        items = conj.args[1].items
-        if all(isinstance(x, ir.Literal) and isinstance(x.value, str) for x in items):
-            return {str(x.value) for x in items if isinstance(x, ir.Literal)}
-    return None
+
+def _not(x: str) -> str:
+    return {"True": "False", "False": "True"}.get(x, f"(not {x})")
 
 
-def _constant_when(when: ir.TimeCond) -> bool:
-    """Whether a time condition's references are the same for every profile and event."""
-    return all(_constant_reference(r) for r in ir.children(when))
-
-
-def _constant_reference(node: ir.Node) -> bool:
-    if isinstance(node, ir.Now | ir.Period):
-        return True
-    if isinstance(node, ir.Literal):
-        return True
-    if isinstance(node, ir.Call) and node.fn == "date":
-        return all(isinstance(a, ir.Literal) for a in node.args)
-    return False
-
+def _all_of(*parts: str) -> str:
+    """The conjunction of boolean expressions (constants folded)."""
+    if "False" in parts:
+        return "False"
+    kept = [x for x in parts if x != "True"]
+    if not kept:
+        return "True"
+    return kept[0] if len(kept) == 1 else f"({' & '.join(kept)})"

@@ -12,9 +12,9 @@ __all__ = [
     "civil_from_days",
     "contains",
     "count_distinct",
+    "first_after",
     "in_window",
     "int_rem",
-    "mask_to_ids",
     "time_slice",
 ]
 
@@ -39,36 +39,40 @@ def contains(values: np.ndarray, x: object) -> bool:
 
 
 @_jit
-def time_slice(time: np.ndarray, lo: int, hi: int, t_lo: int, t_hi: int) -> tuple[int, int]:
-    """The part of ``time[lo:hi]`` (sorted) within [t_lo, t_hi], as (start, stop).
+def first_after(time: np.ndarray, lo: int, hi: int, x: int) -> int:
+    """The first index k in [lo, hi] with ``time[k] > x`` (``time[lo:hi]`` sorted).
 
-    Recent windows are the common case, so the search walks back from the end for short
-    histories and bisects long ones.
+    Windows are usually recent, so the search gallops back from the end (steps 1, 2, 4, ...)
+    and bisects only the last step: a few probes near the end of the history, in cache,
+    where a bisection of a long history would start with misses far from the window.
     """
-    a, b = lo, hi
-    if b - a <= 16:
-        while b > a and time[b - 1] > t_hi:
-            b -= 1
-        start = b
-        while start > a and time[start - 1] >= t_lo:
-            start -= 1
-        return start, b
-    x, y = a, b  # first index with time > t_hi
-    while x < y:
-        m = (x + y) >> 1
-        if time[m] > t_hi:
-            y = m
+    if hi == lo or time[hi - 1] <= x:
+        return hi
+    b = hi - 1  # time[b] > x
+    step = 1
+    while True:
+        a = b - step
+        if a < lo:
+            a = lo - 1  # (virtually) time[lo - 1] <= x
+            break
+        if time[a] <= x:
+            break
+        b = a
+        step <<= 1
+    while b - a > 1:  # time[a] <= x < time[b]
+        m = (a + b) >> 1
+        if time[m] > x:
+            b = m
         else:
-            x = m + 1
-    b = x
-    x, y = a, b  # first index with time >= t_lo
-    while x < y:
-        m = (x + y) >> 1
-        if time[m] >= t_lo:
-            y = m
-        else:
-            x = m + 1
-    return x, b
+            a = m
+    return b
+
+
+@_jit
+def time_slice(time: np.ndarray, lo: int, hi: int, t_lo: int, t_hi: int) -> tuple[int, int]:
+    """The part of ``time[lo:hi]`` (sorted) within [t_lo, t_hi], as (start, stop)."""
+    stop = first_after(time, lo, hi, t_hi)
+    return first_after(time, lo, stop, t_lo - 1), stop
 
 
 @_jit
@@ -80,18 +84,3 @@ def count_distinct(values: np.ndarray) -> int:
     for k in range(1, len(ordered)):
         n += ordered[k] != ordered[k - 1]
     return n
-
-
-@numba.njit(cache=True, nogil=True)
-def mask_to_ids(mask: np.ndarray) -> np.ndarray:
-    """Indices of the set bytes of ``mask`` as uint32 (pyroaring's bulk-load input)."""
-    n = 0
-    for x in mask:
-        n += x != 0
-    ids = np.empty(n, np.uint32)
-    k = 0
-    for i in range(len(mask)):
-        if mask[i] != 0:
-            ids[k] = i
-            k += 1
-    return ids

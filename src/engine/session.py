@@ -9,11 +9,10 @@ segment, the profile keys, counts, and what changed since the previous run.
 
 from __future__ import annotations
 
-import array
 import datetime as dt
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,19 +21,21 @@ import numpy as np
 import pyarrow as pa
 from pyroaring import BitMap
 
-from engine import ir
+from engine import ir, vector
 from engine.binding import bind
 from engine.checker import check
 from engine.codegen import CompileError, KernelSource, generate
 from engine.errors import EngineError
-from engine.kernels import compile_kernel
+from engine.kernels import Warmer, compile_kernel, is_ready, signature
 from engine.passes import optimize
-from engine.runtime import mask_to_ids
+from store.bitmaps import masks_to_bitmaps
 from store.profile_store import ProfileStore
 
 __all__ = ["Engine", "Result"]
 
 _CHUNK = 1 << 16  # profiles per work item
+GROUP = 16  # segments per kernel at most
+COMPILE_NOW = 2  # "auto" compiles at most this many kernels before answering
 
 
 def to_epoch_ms(at: Any) -> int:
@@ -62,12 +63,6 @@ def to_epoch_ms(at: Any) -> int:
     raise TypeError(f"cannot read {type(at).__name__} as an instant")
 
 
-def mask_to_bitmap(mask: np.ndarray) -> BitMap:
-    """Profile indices where ``mask`` is set, via pyroaring's bulk path (uint32 array)."""
-    ids = mask_to_ids(mask)
-    return BitMap(array.array("I", ids.tobytes()))
-
-
 @dataclass
 class _Segment:
     name: str
@@ -85,6 +80,7 @@ class Result:
     keys: pa.Array
     timings_ms: dict[str, float] = field(default_factory=dict)
     previous: Result | None = None
+    tiers: dict[str, str] = field(default_factory=dict)  # "kernel" or "vector", per segment
 
     def __getitem__(self, name: str) -> BitMap:
         return self.bitmaps[name]
@@ -124,13 +120,33 @@ class Result:
 class Engine:
     """Segments defined over one `ProfileStore`, evaluated together."""
 
-    def __init__(self, store: ProfileStore, *, threads: int | None = None) -> None:
+    def __init__(self, store: ProfileStore, *, threads: int | None = None,
+                 tier: str = "auto", background: bool | None = None) -> None:
+        """``tier``: how segments whose kernels are not compiled yet are evaluated:
+
+        * ``"auto"``: when at most `COMPILE_NOW` kernels are missing, compile them; when more
+          are (hundreds of new shapes), evaluate with the vector tier (`engine.vector`, nothing
+          to compile) and compile the kernels in the background for later runs;
+        * ``"kernel"``: always compile first;
+        * ``"vector"``: the vector tier for every segment it supports.
+
+        ``background``: compile missing kernels in a worker process (``"auto"``/``"vector"``);
+        by default unless the environment sets ``PQLITE_BACKGROUND=0``.
+        """
+        if tier not in ("auto", "kernel", "vector"):
+            raise ValueError(f"tier must be 'auto', 'kernel' or 'vector', not {tier!r}")
         self.store = store
         self.threads = threads
+        self.tier = tier
+        if background is None:
+            background = os.environ.get("PQLITE_BACKGROUND", "1") not in ("0", "")
+        self.background = background
         self._segments: dict[str, _Segment] = {}
         self._bound: dict[Any, Any] = {}
-        self._sources: dict[tuple[str, ...], KernelSource] = {}  # per level; reset by define
+        self._sources: dict[tuple[str, ...], KernelSource] = {}  # per group; reset by define
         self._last: Result | None = None
+        self._warmer = Warmer()
+        self._evaluator: tuple[int, vector.Evaluator] | None = None  # the run's
 
     @property
     def names(self) -> list[str]:
@@ -177,10 +193,13 @@ class Engine:
             self._sources[key] = generate({n: self._segments[n].expr for n in names}, self.store)
         return self._sources[key]
 
+    def _threads(self) -> int:
+        return self.threads or min(os.cpu_count() or 1, 8)
+
     def _execute(self, kernel: Any, n: int, now: np.int64, out: np.ndarray,
                  values: list[Any]) -> None:
         """Run ``kernel`` over all profiles in chunks on ``threads`` threads (no GIL held)."""
-        threads = self.threads or min(os.cpu_count() or 1, 8)
+        threads = self._threads()
         if threads == 1 or n < 4 * _CHUNK:
             kernel(0, n, now, out, *values)
             return
@@ -191,32 +210,133 @@ class Engine:
             list(pool.map(lambda k: kernel(bounds[k], bounds[k + 1], now, out, *values),
                           range(len(bounds) - 1)))
 
-    def run(self, at: Any) -> Result:
-        """Evaluate every segment at instant ``at``; see `Result`."""
-        now_ms = to_epoch_ms(at)
+    def groups(self) -> list[list[str]]:
+        """Segment names in the groups that share a kernel: by dependency level, in
+        definition order, at most `GROUP` to a kernel (a kernel's compile time grows with
+        its size; a group's source, and so its cache entry, stays the same as long as its
+        own definitions do)."""
+        return [names[k:k + GROUP] for names in self.levels()
+                for k in range(0, len(names), GROUP)]
+
+    def compile(self) -> None:
+        """Compile every group's kernel now (into the cache directory), e.g. at deployment,
+        so that runs never wait for the compiler nor use the vector tier."""
+        now = np.int64(0)
         n = len(self.store)
-        masks: dict[str, np.ndarray] = {}
-        bitmaps: dict[str, BitMap] = {}
-        timings: dict[str, float] = {}
-        for names in self.levels():
-            started = time.perf_counter()
+        masks = {name: np.zeros(n, np.uint8) for name in self._segments}
+        for names in self.groups():
             ks = self.source(names)
             kernel = compile_kernel(ks.source)
+            values = bind(ks.args, self.store, 0, masks, self._bound)
+            kernel(0, 0, now, np.zeros((len(names), 64), np.uint8), *values)
+
+    @property
+    def compiling(self) -> bool:
+        """Whether a background worker is compiling kernels for later runs."""
+        return self._warmer.busy
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for the background compilation started by a run to finish."""
+        self._warmer.wait(timeout)
+
+    def run(self, at: Any, progress: Callable[[int, int], None] | None = None) -> Result:
+        """Evaluate every segment at instant ``at``; see `Result`. ``progress(done, total)``
+        is called as segments are evaluated."""
+        now_ms = to_epoch_ms(at)
+        n = len(self.store)
+        padded = -(-n // 64) * 64  # rows start 64-byte aligned, for the bitmap writer
+        masks: dict[str, np.ndarray] = {}
+        timings: dict[str, float] = {}
+        tiers: dict[str, str] = {}
+        groups = self.groups()
+        missing = [g for g in groups if not is_ready(self.source(g).source)]
+        vector_ok = self.tier == "vector" or (self.tier == "auto" and len(missing) > COMPILE_NOW)
+        later: list[tuple[str, tuple[Any, ...]]] = []  # kernels to compile in the background
+        total = len(self._segments)
+        for names in groups:
+            if progress is not None:
+                progress(len(masks), total)
+            ks = self.source(names)
+            to_compile = names
+            if self.tier == "vector" or (vector_ok and names in missing):
+                to_compile = self._vector(names, now_ms, masks, timings, tiers)
+                if len(to_compile) < len(names):
+                    later.append((ks.source, ()))
+                if not to_compile:
+                    continue
+                if len(to_compile) < len(names):
+                    ks = self.source(to_compile)
+            started = time.perf_counter()
+            kernel = compile_kernel(ks.source)
             values = bind(ks.args, self.store, now_ms, masks, self._bound)
-            out = np.zeros((len(names), n), np.uint8)
+            out = np.zeros((len(to_compile), padded), np.uint8)
             self._execute(kernel, n, np.int64(now_ms), out, values)
-            for k, name in enumerate(names):
-                masks[name] = out[k]
-                bitmaps[name] = mask_to_bitmap(out[k])
             elapsed = (time.perf_counter() - started) * 1e3
-            for name in names:
-                timings[name] = elapsed / len(names)
+            for k, name in enumerate(to_compile):
+                masks[name] = out[k, :n]
+                timings[name] = elapsed / len(to_compile)
+                tiers[name] = "kernel"
+        if progress is not None:
+            progress(total, total)
+        self._evaluator = None  # its shared event queries are for this run only
+        if later and self.background:
+            self._warm_later([src for src, _ in later], masks, now_ms)
+        started = time.perf_counter()
+        names = list(self._segments)
+        maps = masks_to_bitmaps([masks[name] for name in names], self._threads())
+        bitmaps = dict(zip(names, maps, strict=True))
+        share = (time.perf_counter() - started) * 1e3 / max(len(names), 1)
+        for name in names:
+            timings[name] += share
         if self._last is not None:
             self._last.previous = None  # keep one run back, not the whole history
-        result = Result(now_ms, {name: bitmaps[name] for name in self._segments},
-                        self.store.keys, timings, self._last)
+        result = Result(now_ms, bitmaps, self.store.keys, timings, self._last, tiers)
         self._last = result
         return result
+
+    def _vector(self, names: list[str], now_ms: int, masks: dict[str, np.ndarray],
+                timings: dict[str, float], tiers: dict[str, str]) -> list[str]:
+        """Evaluate what the vector tier supports of ``names`` (on ``threads`` threads:
+        numpy and the tier's loops release the GIL); return the rest."""
+        n = len(self.store)
+        if self._evaluator is None or self._evaluator[0] != now_ms:
+            self._evaluator = (now_ms, vector.Evaluator(self.store, now_ms, masks))
+        evaluate = self._evaluator[1]
+
+        def one(name: str) -> tuple[str, np.ndarray | None, float]:
+            started = time.perf_counter()
+            try:
+                mask = evaluate(self._segments[name].expr)
+            except vector.Unsupported:
+                return name, None, 0.0
+            row = np.zeros(-(-n // 64) * 64, np.uint8)[:n]  # aligned, for the bitmap writer
+            row[:] = mask
+            return name, row, (time.perf_counter() - started) * 1e3
+
+        todo = [name for name in names if vector.supports(self._segments[name].expr, self.store)]
+        threads = self._threads()
+        if threads > 1 and len(todo) > 1:
+            with ThreadPoolExecutor(threads) as pool:
+                done = list(pool.map(one, todo))
+        else:
+            done = [one(name) for name in todo]
+        for name, row, elapsed in done:
+            if row is not None:
+                masks[name] = row
+                timings[name] = elapsed
+                tiers[name] = "vector"
+        return [name for name in names if name not in tiers]
+
+    def _warm_later(self, sources: list[str], masks: dict[str, np.ndarray], now_ms: int) -> None:
+        """Start compiling ``sources`` in the background (one worker at a time)."""
+        jobs = []
+        n = len(self.store)
+        for src in sources:
+            ks = next(k for k in self._sources.values() if k.source == src)
+            values = bind(ks.args, self.store, now_ms, masks, self._bound)
+            out = np.zeros((len(ks.segments), 64), np.uint8)
+            jobs.append((src, signature([0, n, np.int64(now_ms), out, *values])))
+        self._warmer.start(jobs)
 
 
 def define_all(engine: Engine, definitions: Mapping[str, str]) -> None:

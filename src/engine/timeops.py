@@ -237,6 +237,17 @@ def period_bounds(offset: int, unit: str, now_ms: int) -> tuple[int, int]:
     return start, start + size
 
 
+def day_number(y: Any, m: Any, d: Any) -> int | None:
+    """Days since the epoch of ``date(y, m, d)`` with int arguments, if such a day exists
+    (and its year is within ±10,000,000, where days and milliseconds cannot overflow)."""
+    if not all(isinstance(x, int) and not isinstance(x, bool) for x in (y, m, d)):
+        return None
+    if not (1 <= m <= 12 and 1 <= d <= 31 and -(10**7) <= y <= 10**7):
+        return None
+    day = int(days_from_civil(y, m, d))
+    return day if civil_from_days(day) == (y, m, d) else None
+
+
 def to_datetime(ms: int) -> dt.datetime:
     """For messages and tests: an instant as an aware UTC datetime."""
     return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(milliseconds=ms)

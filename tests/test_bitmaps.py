@@ -1,0 +1,54 @@
+"""`store.bitmaps`: masks written as roaring's portable format equal pyroaring's own build."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pyroaring import BitMap
+
+from store.bitmaps import mask_to_bitmap, masks_to_bitmaps, portable_bytes
+
+
+def expected(mask: np.ndarray) -> BitMap:
+    return BitMap(np.flatnonzero(mask).astype(np.uint32).tolist())
+
+
+@pytest.mark.parametrize("n", [0, 1, 63, 64, 65, 4095, 65_535, 65_536, 65_537, 200_003])
+@pytest.mark.parametrize("density", [0.0, 0.001, 0.06, 0.5, 1.0])
+def test_every_container_kind_and_tail(n: int, density: float) -> None:
+    rng = np.random.default_rng(n)
+    mask = (rng.random(n) < density).astype(np.uint8)
+    assert mask_to_bitmap(mask) == expected(mask)
+    assert BitMap.deserialize(portable_bytes(mask).tobytes()) == expected(mask)
+
+
+def test_containers_either_side_of_the_array_limit() -> None:
+    mask = np.zeros(3 * 65_536 + 10, np.uint8)
+    mask[:4096] = 1  # exactly 4,096: an array container
+    mask[65_536: 65_536 + 4097] = 1  # 4,097: a bitset
+    mask[-1] = 1  # the tail, in the last (partial) block
+    assert mask_to_bitmap(mask) == expected(mask)
+
+
+@given(st.lists(st.integers(0, 255), max_size=300), st.integers(0, 7))
+def test_any_nonzero_byte_is_a_member(values: list[int], skip: int) -> None:
+    buffer = np.zeros(len(values) + skip, np.uint8)
+    mask = buffer[skip:]  # also unaligned data
+    mask[:] = values
+    assert mask_to_bitmap(mask) == expected(mask)
+    assert mask_to_bitmap(mask.astype(bool)) == expected(mask)
+
+
+def test_several_masks_on_threads() -> None:
+    rng = np.random.default_rng(7)
+    masks = [(rng.random(150_000) < d).astype(np.uint8) for d in (0.0, 0.01, 0.3, 0.9)]
+    assert masks_to_bitmaps(masks, threads=2) == [expected(m) for m in masks]
+
+
+def test_refuses_what_is_not_a_mask() -> None:
+    with pytest.raises(TypeError, match="mask"):
+        portable_bytes(np.zeros((2, 2), np.uint8))
+    with pytest.raises(TypeError, match="mask"):
+        portable_bytes(np.zeros(3, np.int64))
