@@ -186,7 +186,7 @@ def test_auto_tier_answers_with_vectors_then_compiles_in_the_background(monkeypa
         eng.define(name, text)
     first = eng.run(synth.B10_NOW_MS)
     assert set(first.tiers.values()) == {"vector"}
-    eng.wait(timeout=600)  # the worker compiled the three kernels into the cache
+    assert eng.wait(timeout=600)  # the worker compiled the three kernels into the cache
     assert all(kernels.is_ready(eng.source(g).source) for g in eng.groups())
     second = eng.run(synth.B10_NOW_MS)
     assert set(second.tiers.values()) == {"kernel"}

@@ -89,12 +89,13 @@ def generate(definitions: dict[str, ir.Expr], store: ProfileStore,
     """The kernel evaluating ``definitions`` (checked IR) over ``store``."""
     gen = _Generator(store)
     body: list[str] = []
-    for k, (name, expr) in enumerate(definitions.items()):
+    for k, expr in enumerate(definitions.values()):
         gen.lines = []
         gen.depth = 2
         result = gen.cond(expr, _Scope())
         gen.emit(f"out[{k}, p] = {result}")
-        body.append(f"        # segment {name}")
+        # out row k; no name here, so that groups of the same shapes share a cache entry
+        body.append(f"        # segment {k}")
         body.extend(gen.lines)
     params = ", ".join(a.name for a in gen.args)
     source = "\n".join([

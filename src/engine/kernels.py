@@ -107,7 +107,8 @@ def signature(values: list[Any]) -> tuple[Any, ...]:
 class Warmer:
     """Compiles kernels into the cache directory in another process, one at a time, while
     this one goes on (Numba's compiler holds the GIL, so a thread would stall the caller).
-    Kernels become ready (`is_ready`) as the worker finishes each."""
+    Kernels become ready (`is_ready`) as the worker finishes each. The worker outlives its
+    parent on purpose: what it compiles serves the next process (`pqlite run` again)."""
 
     def __init__(self) -> None:
         self._process: subprocess.Popen[bytes] | None = None
@@ -134,19 +135,23 @@ class Warmer:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return True
 
-    def wait(self, timeout: float | None = None) -> None:
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the worker; False if it is still compiling after ``timeout`` seconds."""
         if self._process is not None:
-            self._process.wait(timeout)
+            try:
+                self._process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                return False
             self._process = None
-        if self._job is not None:
-            self._job.unlink(missing_ok=True)
-            self._job = None
+        self._job = None
+        return True
 
 
 def _warm(job: Path) -> None:
     """The worker: compile each module's kernel for its signature (cache=True saves it)."""
     with job.open("rb") as f:
         todo = pickle.load(f)
+    job.unlink(missing_ok=True)
     for path, sig in todo:
         kernel = _import(Path(path), Path(path).stem[1:])
         kernel.compile(sig)  # type: ignore[attr-defined]

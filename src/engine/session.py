@@ -235,9 +235,10 @@ class Engine:
         """Whether a background worker is compiling kernels for later runs."""
         return self._warmer.busy
 
-    def wait(self, timeout: float | None = None) -> None:
-        """Wait for the background compilation started by a run to finish."""
-        self._warmer.wait(timeout)
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the background compilation started by a run to finish; False if it is
+        still going after ``timeout`` seconds."""
+        return self._warmer.wait(timeout)
 
     def run(self, at: Any, progress: Callable[[int, int], None] | None = None) -> Result:
         """Evaluate every segment at instant ``at``; see `Result`. ``progress(done, total)``
