@@ -315,6 +315,21 @@ class _Generator:
         lt, rt = node.left.dtype, node.right.dtype
         if (isinstance(lt, DType) and lt.is_list) or (isinstance(rt, DType) and rt.is_list):
             return self.some_compare(node, scope)
+        bound = _count_bound(node)
+        if bound is not None and isinstance(lt, DType):
+            # "at least k events": a profile with fewer events of the partition in all
+            # cannot qualify, so most profiles are decided by a subtraction of offsets.
+            events, need = bound
+            _, conds = self.source(events)
+            key = partition_key([(conj, "") for c in conds for conj in conjuncts(c)],
+                                self.type_field)
+            offsets, n = self.arg("event_offsets", key), self.var("n")
+            self.emit(f"{n} = 0")
+            with self.block(f"if {offsets}[p + 1] - {offsets}[p] >= "
+                            f"{self.arg('param', 'int', need)}:"):
+                self.emit(f"{n} = {self.value(node.left, scope).code}")
+            return self.compare_values(node.op, _Val(n, "True", lt),
+                                       self.value(node.right, scope))
         a, b = self.value(node.left, scope), self.value(node.right, scope)
         return self.compare_values(node.op, a, b)
 
@@ -1290,6 +1305,25 @@ def _row_ranges(op: str, n: str, unit: int, a: str, *, before: bool) -> list[tup
 
 _STRING_TESTS = {"equals", "notEqualTo", "startsWith", "doesNotStartWith", "endsWith",
                  "doesNotEndWith", "contains", "doesNotContain", "like", "matches"}
+
+
+def _count_bound(node: ir.Compare) -> tuple[ir.Expr, int] | None:
+    """(event query, k) when ``node`` holds only for profiles with at least k >= 2 events of
+    the query's partition: ``Q.count() >= k`` (``> k - 1``, ``= k``), also of distinct
+    values of a field of Q (fewer events cannot hold k distinct values)."""
+    left, right = node.left, node.right
+    if node.op not in (">=", ">", "=") or not isinstance(right, ir.Literal) \
+            or not isinstance(right.value, int) or isinstance(right.value, bool):
+        return None
+    if not (isinstance(left, ir.Call) and left.fn == "count"):
+        return None
+    src = left.args[0]
+    if isinstance(src, ir.Call) and src.fn == "distinct" and isinstance(src.args[0], ir.Member):
+        src = src.args[0].obj
+    if src.dtype is not Special.EVENTS:
+        return None
+    need = right.value + 1 if node.op == ">" else right.value
+    return (src, need) if need >= 2 else None
 
 
 def scope_with(scope: _Scope, var: str, index: str | None = None,
