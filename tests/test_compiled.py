@@ -891,3 +891,19 @@ def test_lists_over_an_event_type_without_events() -> None:
              'xEvent[eventType = "nope"].cat.distinct().count() = 0',
              'xEvent[eventType = "nope"].price.distinct() = []']
     assert_same(store, {f"x{k}": t for k, t in enumerate(texts)}, NOW)
+
+
+@pytest.mark.parametrize("text", [
+    'xEvent[eventType = "buy"].count() >= 2',
+    "xEvent.count() > 2",
+    "xEvent[price > 5].count() = 2",
+    "xEvent.cat.distinct().count() >= 2",
+    'xEvent[eventType = "view" and timestamp occurs < 5 days before now].count() >= 2',
+])
+def test_at_least_k_events_bound(text: str) -> None:
+    """A count compared with k >= 2 is first bounded by the partition's event count."""
+    store = store_of(CORE_STORE_PROFILES, CORE_STORE_EVENTS)
+    eng = Engine(store, threads=1, tier="kernel")
+    eng.define("x", text)
+    assert "p + 1] - " in eng.source(["x"]).source  # the bound is there
+    assert members(eng.run(NOW), "x") == reference.run(store, {"x": text}, at_ms=NOW)["x"]
