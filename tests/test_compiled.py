@@ -907,3 +907,11 @@ def test_at_least_k_events_bound(text: str) -> None:
     eng.define("x", text)
     assert "p + 1] - " in eng.source(["x"]).source  # the bound is there
     assert members(eng.run(NOW), "x") == reference.run(store, {"x": text}, at_ms=NOW)["x"]
+
+
+def test_date_of_a_null_argument_is_null() -> None:
+    """``date(2024, null, 1)`` is a null date (the checker used to crash on it)."""
+    store = store_of(CORE_STORE_PROFILES, CORE_STORE_EVENTS)
+    definitions = {"a": "date(2024, null, 1).isNull() and age > 20",
+                   "b": "born = date(2024, null, 1) or age > 40"}
+    assert_same(store, definitions, NOW)

@@ -724,7 +724,8 @@ class _Checker:
     def call_date(self, fn: Function, node: ir.Call, env: _Env) -> ir.Expr:
         args = self._args(node, env)
         out = self.typed_call(node, args, DATE, [_INT_ONLY] * 3)
-        if out.dtype is DATE and all(isinstance(a, ir.Literal) for a in args):
+        if out.dtype is DATE and all(isinstance(a, ir.Literal) and a.value is not None
+                                     for a in args):  # (a null argument: a null date)
             y, m, d = (a.value for a in args)  # type: ignore[attr-defined]
             try:
                 dt.date(y, m, d)
