@@ -915,3 +915,16 @@ def test_date_of_a_null_argument_is_null() -> None:
     definitions = {"a": "date(2024, null, 1).isNull() and age > 20",
                    "b": "born = date(2024, null, 1) or age > 40"}
     assert_same(store, definitions, NOW)
+
+
+@pytest.mark.parametrize("tier", ["kernel", "vector"])
+def test_a_null_value_in_condition_position_is_false(tier: str) -> None:
+    """``(5 % 0)`` folds to a null int; as a condition that is false, not "valid"."""
+    store = store_of(CORE_STORE_PROFILES, CORE_STORE_EVENTS)
+    definitions = {"x": "(5 % 0)", "y": "(-9223372036854775808 % 0) or age > 40"}
+    eng = Engine(store, threads=1, tier=tier)
+    for name, text in definitions.items():
+        eng.define(name, text)
+    result = eng.run(NOW)
+    expected = reference.run(store, definitions, at_ms=NOW)
+    assert {n: members(result, n) for n in definitions} == expected

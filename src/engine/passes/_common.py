@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from engine import ir
 from engine.functions import PREDICATES
+from store.schema import DType, Kind
 
 
 def is_predicate(n: ir.Expr) -> bool:
@@ -33,8 +34,10 @@ def is_predicate(n: ir.Expr) -> bool:
 
 
 def bool_literal(value: bool, like: ir.Expr) -> ir.Literal:
-    """A true/false literal that keeps ``like``'s span and, in checked IR, its type."""
-    return ir.Literal(value, ir.LitKind.BOOL, span=like.span, dtype=like.dtype)
+    """A true/false literal that keeps ``like``'s span; in checked IR it is a bool, also
+    where it replaces a null of another type in condition position (``(5 % 0)`` is false)."""
+    dtype = None if like.dtype is None else DType(Kind.BOOL)
+    return ir.Literal(value, ir.LitKind.BOOL, span=like.span, dtype=dtype)
 
 
 def is_bool_literal(n: ir.Expr, value: bool) -> bool:
