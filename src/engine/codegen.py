@@ -25,6 +25,7 @@ import pyarrow as pa
 from engine import ir
 from engine.errors import EngineError
 from engine.queries import (
+    STRING_FUNCTIONS,
     conjoin,
     conjuncts,
     constant_when,
@@ -427,7 +428,7 @@ class _Generator:
             return self.membership(node, scope)
         if fn in ("intersects", "subsetOf", "supersetOf"):
             return self.set_test(node, scope)
-        if fn in _STRING_TESTS:
+        if fn in STRING_FUNCTIONS:
             return self.string_predicate(node, scope)
         return None
 
@@ -632,14 +633,7 @@ class _Generator:
                 body(_Val(f"{buf}[{j}]", "True", element, column))
             return valid
         if isinstance(node, ir.Call) and node.fn == "if":
-            test, a, b = node.args
-            valid = self.var("present")
-            self.emit(f"{valid} = False")
-            c = self.cond(test, scope)
-            for header, branch in ((f"if {c}:", a), ("else:", b)):
-                with self.block(header):
-                    self.emit(f"{valid} = {self.each(branch, scope, cast)}")
-            return valid
+            return self.branches(node, scope, lambda branch: self.each(branch, scope, cast))
         raise CompileError(f"cannot compile this list ({type(node).__name__}) yet")
 
     def list_valid(self, node: ir.Expr, scope: _Scope) -> str:
@@ -661,15 +655,20 @@ class _Generator:
         if isinstance(node, ir.Call) and node.fn == "distinct":
             return self.list_valid(node.args[0], scope)
         if isinstance(node, ir.Call) and node.fn == "if":
-            test, a, b = node.args
-            valid = self.var("present")
-            self.emit(f"{valid} = False")
-            c = self.cond(test, scope)
-            for header, branch in ((f"if {c}:", a), ("else:", b)):
-                with self.block(header):
-                    self.emit(f"{valid} = {self.list_valid(branch, scope)}")
-            return valid
+            return self.branches(node, scope, lambda branch: self.list_valid(branch, scope))
         return "True"  # list literals and field lists are never null
+
+    def branches(self, node: ir.Call, scope: _Scope, emit: Callable[[ir.Expr], str]) -> str:
+        """A variable holding what ``emit`` returns for the branch of ``if(test, a, b)`` the
+        test chooses (``emit`` generates its statements inside that branch)."""
+        test, a, b = node.args
+        out = self.var("present")
+        self.emit(f"{out} = False")
+        c = self.cond(test, scope)
+        for header, branch in ((f"if {c}:", a), ("else:", b)):
+            with self.block(header):
+                self.emit(f"{out} = {emit(branch)}")
+        return out
 
     def list_domain(self, *nodes: ir.Expr) -> Any:
         """What elements of these lists become in a buffer where equal values are equal
@@ -1302,9 +1301,6 @@ def _row_ranges(op: str, n: str, unit: int, a: str, *, before: bool) -> list[tup
         "!=": [(a, f"({near} - 1)"), (far, hi)],
     }[op]
 
-
-_STRING_TESTS = {"equals", "notEqualTo", "startsWith", "doesNotStartWith", "endsWith",
-                 "doesNotEndWith", "contains", "doesNotContain", "like", "matches"}
 
 
 def _count_bound(node: ir.Compare) -> tuple[ir.Expr, int] | None:

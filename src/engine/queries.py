@@ -27,6 +27,7 @@ from engine.timeops import (
 from store.schema import DType, Kind
 
 __all__ = [
+    "STRING_FUNCTIONS",
     "conjoin",
     "conjuncts",
     "constant_reference",
@@ -37,6 +38,13 @@ __all__ = [
     "partition_key",
     "types_of",
 ]
+
+
+# The string functions with literal arguments, evaluated once per dictionary entry.
+STRING_FUNCTIONS = frozenset({
+    "equals", "notEqualTo", "startsWith", "doesNotStartWith", "endsWith", "doesNotEndWith",
+    "contains", "doesNotContain", "like", "matches",
+})
 
 
 def conjoin(conds: list[ir.Expr]) -> ir.Expr:

@@ -34,6 +34,7 @@ from engine import vector_ops as ops
 from engine.binding import string_test
 from engine.errors import EngineError
 from engine.queries import (
+    STRING_FUNCTIONS,
     conjoin,
     conjuncts,
     constant_when,
@@ -62,9 +63,7 @@ __all__ = ["Evaluator", "Unsupported", "evaluate", "supports"]
 # be many); beyond it the definition goes to the compiled tier.
 MAX_ROWS = 50_000_000
 
-_STRING_TESTS = {"equals", "notEqualTo", "startsWith", "doesNotStartWith", "endsWith",
-                 "doesNotEndWith", "contains", "doesNotContain", "like", "matches"}
-_PREDICATES = {"isNull", "isNotNull", "in", "notIn", *_STRING_TESTS}
+_PREDICATES = {"isNull", "isNotNull", "in", "notIn", *STRING_FUNCTIONS}
 _VALUE_CALLS = {"count", "sum", "average", "min", "max", "if", "getYear", "getMonth",
                 "getDayOfMonth", "currentYear", "currentMonth", "currentDayOfMonth", "date"}
 _NODES = (ir.Literal, ir.ListLit, ir.Attr, ir.EventField, ir.Events, ir.Now, ir.Period,
@@ -101,7 +100,7 @@ def _supported(node: ir.Node, parent: ir.Node | None, time_field: str | None) ->
     fn, args = node.fn, node.args
     if fn not in _PREDICATES | _VALUE_CALLS | {"distinct"}:
         return False
-    if fn in _STRING_TESTS:
+    if fn in STRING_FUNCTIONS:
         return all(isinstance(a, ir.Literal) and a.value is not None for a in args[1:])
     if fn in ("in", "notIn"):
         item, coll = args
