@@ -192,6 +192,10 @@ def _differential(data: st.DataObject, *, max_definitions: int, depth: int,
             continue
         names.append(f"s{k}")
         definitions[f"s{k}"] = text
+    # Twins, sometimes: a definition twice is a shape with two instances, which a kernel
+    # evaluates with its body in a loop over instances, literals in arrays.
+    if data.draw(st.booleans(), label="twins"):
+        definitions |= {f"{name}_twin": text for name, text in definitions.items()}
     # Referrers first, sometimes: the engine orders segments itself.
     if data.draw(st.booleans(), label="reversed"):
         definitions = dict(reversed(definitions.items()))
@@ -928,3 +932,64 @@ def test_a_null_value_in_condition_position_is_false(tier: str) -> None:
     result = eng.run(NOW)
     expected = reference.run(store, definitions, at_ms=NOW)
     assert {n: members(result, n) for n in definitions} == expected
+
+
+# ================================================================ instances of one shape
+
+# Templates whose instances differ in each kind of per-instance kernel argument (scalars,
+# string codes, windows, calendar periods, string tables, segment masks): every instance of
+# a template is one shape, evaluated by one copy of its body in a loop over instances.
+INSTANCES = {
+    "int": ["age >= {}", 18, 30, 45],
+    "float": ["score > {}", -5.0, 1.7, 2.0],
+    "code": ['country = "{}"', "US", "FR", "zz"],
+    "window": ['xEvent[eventType = "view" and timestamp occurs < {} days before now]'
+               ".count() >= 1", 1, 5, 200],
+    "pieces": ["seen occurs <= {} days before now or seen occurs = 1 days before now", 1, 2, 60],
+    "string_in": ['country in ["{}", "US"]', "FR", "us", "DE"],
+    "string_test": ['country.startsWith("{}", false)', "u", "f", "x"],
+    "distinct": ["xEvent[price > {}].cat.distinct().count() >= 2", 0, 5, 100],
+    "date": ["born < date({}, 6, 1)", 2020, 2024, 2030],
+    "segment": ['inSegment("{}") and age > 0', "int_1", "int_2", "code_1"],
+}
+
+
+def instances() -> dict[str, str]:
+    return {f"{kind}_{k}": template.replace("{}", str(value))
+            for kind, (template, *values) in INSTANCES.items()
+            for k, value in enumerate(values)}
+
+
+def test_instances_of_a_shape_share_one_body() -> None:
+    store = store_of(CORE_STORE_PROFILES, CORE_STORE_EVENTS)
+    eng = Engine(store, threads=1, tier="kernel")
+    for name, text in instances().items():
+        eng.define(name, text)
+    shapes = {eng._segments[n].shape.key for n in eng.names}
+    assert len(shapes) == len(INSTANCES)  # the templates' instances are one shape each
+    for names in eng.groups():  # one loop per shape with several instances
+        assert eng.source(names).source.count(" in range(a") >= 1
+
+
+@pytest.mark.parametrize("at", [NOW, NOW - 3 * DAY, NOW + 40 * DAY])
+def test_instances_equal_reference(at: int) -> None:
+    """Each instance reads its own literals (a mix-up of instance rows shows here)."""
+    store = store_of(CORE_STORE_PROFILES, CORE_STORE_EVENTS)
+    defs = instances()
+    assert_same(store, defs, at)
+    expected = reference.run(store, defs, at_ms=at)
+    differ = sum(len({frozenset(expected[f"{kind}_{k}"]) for k in range(3)}) > 1
+                 for kind in INSTANCES)
+    assert differ >= len(INSTANCES) - 2  # not vacuous: instances mostly disagree
+
+
+def test_a_shape_with_one_instance_or_several() -> None:
+    """The kernel of a group depends on its shapes, not on their literals: a kernel compiled
+    for one set of constants serves another."""
+    store = store_of(CORE_STORE_PROFILES, CORE_STORE_EVENTS)
+    one, other = Engine(store, tier="kernel"), Engine(store, tier="kernel")
+    one.define("a", "age > 20")
+    other.define("b", "age > 40")
+    assert one.source(["a"]).source == other.source(["b"]).source
+    other.define("c", "age > 50")
+    assert one.source(["a"]).source != other.source(["b", "c"]).source  # looped now

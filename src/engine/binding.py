@@ -30,20 +30,25 @@ _NUMPY = {"int": np.int64, "float": np.float64, "bool": np.bool_, "timestamp": n
 def bind(args: tuple[Arg, ...], store: ProfileStore, now_ms: int,
          segments: Mapping[str, np.ndarray], cache: dict[Any, Any]) -> list[Any]:
     """The values of ``args`` for a run at ``now_ms``; store-only values are cached."""
-    out = []
-    for a in args:
-        if a.kind in ("window", "window_bounds", "period"):
-            out.append(_timed(a, now_ms))
-        elif a.kind == "segment":
-            out.append(segments[a.ref[0]])
-        elif a.kind == "param":
-            out.append(_NUMPY[a.ref[0]](a.ref[1]))
-        else:
-            key = (a.kind, a.ref)
-            if key not in cache:
-                cache[key] = _stored(a, store, cache)
-            out.append(cache[key])
-    return out
+    return [_value(a, store, now_ms, segments, cache) for a in args]
+
+
+def _value(a: Arg, store: ProfileStore, now_ms: int, segments: Mapping[str, np.ndarray],
+           cache: dict[Any, Any]) -> Any:
+    if a.kind == "stack":  # one value per instance of a shape, as an array's entries or rows
+        kind, refs = a.ref
+        return np.stack([_value(Arg(a.name, kind, ref), store, now_ms, segments, cache)
+                         for ref in refs])
+    if a.kind in ("window", "window_bounds", "period"):
+        return _timed(a, now_ms)
+    if a.kind == "segment":
+        return segments[a.ref[0]]
+    if a.kind == "param":
+        return _NUMPY[a.ref[0]](a.ref[1])
+    key = (a.kind, a.ref)
+    if key not in cache:
+        cache[key] = _stored(a, store, cache)
+    return cache[key]
 
 
 def _column(store: ProfileStore, ref: tuple[Any, ...]) -> Column:

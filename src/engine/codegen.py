@@ -15,6 +15,7 @@ a partition, pruned to the time window when the filter has a constant one.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ from store.events import EventStore
 from store.profile_store import ProfileStore
 from store.schema import DType, Kind
 
-__all__ = ["Arg", "CompileError", "KernelSource", "generate"]
+__all__ = ["Arg", "CompileError", "KernelSource", "Shape", "assemble", "generate", "shape_of"]
 
 
 class CompileError(EngineError):
@@ -85,28 +86,152 @@ _ZERO = {Kind.BOOL: "False", Kind.INT: "0", Kind.FLOAT: "0.0", Kind.STRING: "-1"
          Kind.TIMESTAMP: "0", Kind.DATE: "0"}
 
 
-def generate(definitions: dict[str, ir.Expr], store: ProfileStore,
-             inputs: tuple[str, ...] = ()) -> KernelSource:
-    """The kernel evaluating ``definitions`` (checked IR) over ``store``."""
+# Arguments that differ between the instances of one shape (literals, and what the binder
+# computes from them): the kernel takes them stacked, one entry or row per instance, and
+# evaluates every instance of a shape with one copy of its body. Each maps to what two
+# instances must agree on for their stacked values to line up (a dtype, a dictionary).
+_PER_INSTANCE: dict[str, Callable[[tuple[Any, ...]], Any]] = {
+    "param": lambda ref: ref[0],  # a scalar of this dtype
+    "code": lambda ref: ref[0],  # a string's code in this dictionary
+    "window": lambda ref: (),  # rows: millisecond bounds of a time condition
+    "window_bounds": lambda ref: (),
+    "period": lambda ref: (),
+    "string_in": lambda ref: ref[0],  # rows: a bool per entry of this dictionary
+    "string_test": lambda ref: ref[0],
+    "segment": lambda ref: (),  # rows: a referenced segment's mask
+}
+_SCALAR = ("param", "code")  # the rest are rows (arrays indexed by the body)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One definition's kernel body, generated alone (`shape_of`). Definitions whose bodies
+    differ only in the values of per-instance arguments are instances of one shape: ``key``
+    is the same, and a kernel evaluates them all with one copy of the body."""
+
+    lines: tuple[str, ...]  # statements inside the profile loop
+    prologue: tuple[str, ...]  # statements before it (scratch buffers)
+    result: str  # the boolean expression the statements leave
+    args: tuple[Arg, ...]
+    names: tuple[str, ...]  # the local variables the body creates
+
+    @property
+    def key(self) -> str:
+        shared = [(a.kind, _PER_INSTANCE[a.kind](a.ref) if a.kind in _PER_INSTANCE else a.ref)
+                  for a in self.args]
+        return "\n".join((*self.prologue, *self.lines, self.result, repr(shared)))
+
+
+def shape_of(expr: ir.Expr, store: ProfileStore) -> Shape:
+    """The body evaluating one definition (checked IR); raises `CompileError` for what the
+    compiler cannot evaluate."""
     gen = _Generator(store)
+    gen.depth = 3  # inside the profile loop and the loop over a shape's instances
+    result = gen.cond(expr, _Scope())
+    return Shape(tuple(gen.lines), tuple(gen.prologue), result, tuple(gen.args),
+                 tuple(gen.created))
+
+
+def generate(definitions: dict[str, ir.Expr], store: ProfileStore) -> KernelSource:
+    """The kernel evaluating ``definitions`` (checked IR) over ``store``."""
+    return assemble({name: shape_of(expr, store) for name, expr in definitions.items()})
+
+
+def assemble(shapes: dict[str, Shape]) -> KernelSource:
+    """One kernel for definitions given as shapes: for each profile, for each distinct
+    shape, its body once per instance. Segment rows of ``out`` follow `KernelSource.segments`
+    (the instances of a shape are consecutive). The source names no definition and holds no
+    literal, so it depends only on the shapes and on which have more than one instance: a
+    kernel compiled for some definitions serves any others of the same shapes."""
+    by_key: dict[str, list[str]] = {}
+    for name, shape in shapes.items():
+        by_key.setdefault(shape.key, []).append(name)
+    args: list[Arg] = []
+    shared: dict[str, str] = {}  # repr((kind, ref)) → kernel argument, for arrays of the store
+    prologue: list[str] = []
     body: list[str] = []
-    for k, expr in enumerate(definitions.values()):
-        gen.lines = []
-        gen.depth = 2
-        result = gen.cond(expr, _Scope())
-        gen.emit(f"out[{k}, p] = {result}")
-        # out row k; no name here, so that groups of the same shapes share a cache entry
-        body.append(f"        # segment {k}")
-        body.extend(gen.lines)
-    params = ", ".join(a.name for a in gen.args)
+    order: list[str] = []
+
+    def new_arg(kind: str, ref: tuple[Any, ...]) -> str:
+        args.append(Arg(f"a{len(args)}", kind, ref))
+        return args[-1].name
+
+    for j, names in enumerate(by_key.values()):
+        first = shapes[names[0]]
+        # One instance: the body as generated, literals in scalar arguments. More: the body
+        # once, in a loop over the instances, literals in arrays. (The loop costs: B10's
+        # ten one-instance shapes ran 1.4x slower inside loops of one.)
+        looped = len(names) > 1
+        inst = f"inst{j}"
+        scalars: list[str] = []  # loads at the top of the instance loop
+        swap: dict[str, str] = {v: f"{v}_{j}" for v in first.names}
+        rows: set[str] = set()
+        for k, a in enumerate(first.args):
+            if looped and a.kind in _PER_INSTANCE:
+                stacked = new_arg("stack", (a.kind, tuple(shapes[n].args[k].ref for n in names)))
+                if a.kind in _SCALAR:
+                    swap[a.name] = f"{a.name}_{j}"
+                    scalars.append(f"{a.name}_{j} = {stacked}[{inst}]")
+                else:
+                    swap[a.name] = stacked
+                    rows.add(a.name)
+            elif a.kind in _PER_INSTANCE:
+                swap[a.name] = new_arg(a.kind, a.ref)
+            else:
+                key = repr((a.kind, a.ref))
+                if key not in shared:
+                    shared[key] = new_arg(a.kind, a.ref)
+                swap[a.name] = shared[key]
+        rename = _Renamer(swap, rows, inst, f"_{j}")
+        base = new_arg("param", ("int", len(order)))
+        prologue.extend(rename(line) for line in first.prologue)
+        lines = [rename(line) for line in first.lines]
+        result = rename(first.result)
+        scalars += [f"{a}_{j} = {swap[a]}[{inst}]" for a in sorted(rename.whole)]
+        body.append(f"        # shape {j}")
+        if looped:
+            count = new_arg("param", ("int", len(names)))
+            body.append(f"        for {inst} in range({count}):")
+            body.extend(f"            {line}" for line in scalars)
+            body.extend(lines)
+            body.append(f"            out[{base} + {inst}, p] = {result}")
+        else:
+            body.extend(line[4:] for line in lines)  # generated one level deeper
+            body.append(f"        out[{base}, p] = {result}")
+        order.extend(names)
+    params = "".join(f", {a.name}" for a in args)
     source = "\n".join([
-        f"def kernel(start, stop, now, out{', ' if params else ''}{params}):",
-        *(f"    {line}" for line in gen.prologue),
+        f"def kernel(start, stop, now, out{params}):",
+        *(f"    {line}" for line in prologue),
         "    for p in range(start, stop):",
         *body,
         "",
     ])
-    return KernelSource(source, tuple(gen.args), tuple(definitions))
+    return KernelSource(source, tuple(args), tuple(order))
+
+
+class _Renamer:
+    """Rewrites a shape's body for its place in a kernel: the names in ``swap`` replaced; a
+    per-instance array (``rows``) indexed ``x[...]`` becomes ``stacked[inst, ...]``, and
+    used whole, the instance's row (loaded once per instance: `whole`)."""
+
+    def __init__(self, swap: dict[str, str], rows: set[str], inst: str, suffix: str) -> None:
+        self.swap, self.rows, self.inst, self.suffix = swap, rows, inst, suffix
+        self.whole: set[str] = set()
+        names = sorted(swap, key=len, reverse=True) or ["(?!)"]
+        self.pattern = re.compile(r"(?<![\w.])(" + "|".join(map(re.escape, names)) + r")\b(\[)?")
+
+    def __call__(self, line: str) -> str:
+        return self.pattern.sub(self._one, line)
+
+    def _one(self, m: re.Match[str]) -> str:
+        name, bracket = m.group(1), m.group(2)
+        if name not in self.rows:
+            return self.swap[name] + (bracket or "")
+        if bracket:
+            return f"{self.swap[name]}[{self.inst}, "
+        self.whole.add(name)
+        return f"{name}{self.suffix}"
 
 
 class _Generator:
@@ -119,6 +244,7 @@ class _Generator:
         self.args: list[Arg] = []
         self._arg_names: dict[tuple[str, tuple[Any, ...]], str] = {}
         self._fresh = 0
+        self.created: list[str] = []  # local variable names, for `assemble` to rename
         s = store.schema
         self.time_field = s.event_time
         self.type_field = s.event_type
@@ -137,7 +263,8 @@ class _Generator:
 
     def var(self, stem: str = "v") -> str:
         self._fresh += 1
-        return f"{stem}{self._fresh}"
+        self.created.append(f"{stem}{self._fresh}")
+        return self.created[-1]
 
     def arg(self, kind: str, *ref: Any) -> str:
         """A kernel argument, shared by every use of the same thing (arrays, not literals)."""
@@ -1046,8 +1173,12 @@ class _Generator:
 
     def distinct_codes(self, node: ir.Member, scope: _Scope) -> str:
         """Distinct strings of an event field: codes are small, so mark each code with the
-        profile that saw it last (one array per kernel call, no sorting, no allocation)."""
-        seen, d, ev = self.var("seen"), self.var("d"), self.var("ev")
+        evaluation that saw it last (one array per kernel call, no sorting, no allocation;
+        an evaluation is numbered, not named by its profile, because one profile evaluates
+        this several times: per instance of the shape, per event of an enclosing query)."""
+        seen, stamp, d, ev = self.var("seen"), self.var("stamp"), self.var("d"), self.var("ev")
+        self.prologue.append(f"{stamp} = 0")
+        self.emit(f"{stamp} += 1")
         self.emit(f"{d} = 0")
         with self.scan(node.obj, scope, ev) as inner:
             f = self.event_field(ir.EventField(ev, node.name, dtype=element(node.dtype)), inner)
@@ -1056,8 +1187,8 @@ class _Generator:
                 return d
             size = self.arg("dictionary_size", f.column)
             self.prologue.append(f"{seen} = np.full(max({size}, 1), -1, np.int64)")
-            with self.block(f"if {f.valid} and {seen}[{f.code}] != p:"):
-                self.emit(f"{seen}[{f.code}] = p")
+            with self.block(f"if {f.valid} and {seen}[{f.code}] != {stamp}:"):
+                self.emit(f"{seen}[{f.code}] = {stamp}")
                 self.emit(f"{d} += 1")
         return d
 

@@ -16,6 +16,7 @@ import pickle
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -105,45 +106,56 @@ def signature(values: list[Any]) -> tuple[Any, ...]:
 
 
 class Warmer:
-    """Compiles kernels into the cache directory in another process, one at a time, while
-    this one goes on (Numba's compiler holds the GIL, so a thread would stall the caller).
-    Kernels become ready (`is_ready`) as the worker finishes each. The worker outlives its
-    parent on purpose: what it compiles serves the next process (`pqlite run` again)."""
+    """Compiles kernels into the cache directory in other processes while this one goes on
+    (Numba's compiler holds the GIL, so a thread would stall the caller). Kernels become
+    ready (`is_ready`) as the workers finish each. Workers run at low priority (``nice``), one
+    per core: the caller's own work comes first, and otherwise the cores would sit idle
+    (compiling 1,000 definitions' kernels takes minutes). They outlive their parent on
+    purpose: what they compile serves the next process (`pqlite run` again)."""
 
-    def __init__(self) -> None:
-        self._process: subprocess.Popen[bytes] | None = None
-        self._job: Path | None = None
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = workers or os.cpu_count() or 1
+        self._processes: list[subprocess.Popen[bytes]] = []
 
     @property
     def busy(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+        return any(p.poll() is None for p in self._processes)
 
     def start(self, jobs: list[tuple[str, tuple[Any, ...]]]) -> bool:
-        """Compile each (source, signature) not ready yet; False if a worker is still busy."""
+        """Compile each (source, signature) not ready yet; False if workers are still busy."""
         if self.busy:
             return False
-        todo = [(str(module_path(src)), sig) for src, sig in jobs if not is_ready(src)]
+        todo = [(str(module_path(src)), sig, len(src)) for src, sig in jobs if not is_ready(src)]
         if not todo:
             return True
-        fd, name = tempfile.mkstemp(prefix="pqlite-warm-", suffix=".pickle")
-        with os.fdopen(fd, "wb") as out:
-            pickle.dump(todo, out)
-        self._job = Path(name)
+        # Largest first, each to the least loaded worker: they finish at about the same time.
+        shares: list[list[tuple[str, Any]]] = [[] for _ in range(min(self.workers, len(todo)))]
+        load = [0] * len(shares)
+        for path, sig, size in sorted(todo, key=lambda job: -job[2]):
+            k = load.index(min(load))
+            shares[k].append((path, sig))
+            load[k] += size
         env = {**os.environ, "PQLITE_CACHE_DIR": str(cache_dir())}
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "engine.kernels", name], env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._processes = []
+        for share in shares:
+            fd, name = tempfile.mkstemp(prefix="pqlite-warm-", suffix=".pickle")
+            with os.fdopen(fd, "wb") as out:
+                pickle.dump(share, out)
+            self._processes.append(subprocess.Popen(
+                [sys.executable, "-m", "engine.kernels", name], env=env,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         return True
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait for the worker; False if it is still compiling after ``timeout`` seconds."""
-        if self._process is not None:
+        """Wait for the workers; False if they are still compiling after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for process in self._processes:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                self._process.wait(timeout)
+                process.wait(left)
             except subprocess.TimeoutExpired:
                 return False
-            self._process = None
-        self._job = None
+        self._processes = []
         return True
 
 
@@ -152,6 +164,7 @@ def _warm(job: Path) -> None:
     with job.open("rb") as f:
         todo = pickle.load(f)
     job.unlink(missing_ok=True)
+    os.nice(10)  # after the foreground's work
     for path, sig in todo:
         kernel = _import(Path(path), Path(path).stem[1:])
         kernel.compile(sig)  # type: ignore[attr-defined]

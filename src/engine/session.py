@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -24,17 +24,21 @@ from pyroaring import BitMap
 from engine import ir, vector
 from engine.binding import bind
 from engine.checker import check
-from engine.codegen import CompileError, KernelSource, generate
+from engine.codegen import CompileError, KernelSource, Shape, assemble, shape_of
 from engine.errors import EngineError
 from engine.kernels import Warmer, compile_kernel, is_ready, signature
 from engine.passes import optimize
 from store.bitmaps import masks_to_bitmaps
+from store.layout import Layout, layout
 from store.profile_store import ProfileStore
+
+if TYPE_CHECKING:
+    from engine.stream import StreamSession
 
 __all__ = ["Engine", "Result"]
 
 _CHUNK = 1 << 16  # profiles per work item
-GROUP = 16  # segments per kernel at most
+GROUP = 16  # distinct shapes per kernel at most (each with any number of instances)
 COMPILE_NOW = 2  # "auto" compiles at most this many kernels before answering
 
 
@@ -69,6 +73,7 @@ class _Segment:
     text: str
     expr: ir.Expr
     refs: frozenset[str]
+    shape: Shape  # its kernel body; definitions differing only in literals share one
 
 
 @dataclass
@@ -147,6 +152,8 @@ class Engine:
         self._last: Result | None = None
         self._warmer = Warmer()
         self._evaluator: tuple[int, vector.Evaluator] | None = None  # the run's
+        self._store_layout: Layout | None = None
+        self._other_sources: dict[Any, KernelSource] = {}
 
     @property
     def names(self) -> list[str]:
@@ -159,9 +166,10 @@ class Engine:
         """
         expr = optimize(check(pql, self.store.schema))
         refs = frozenset(n.name for n in ir.walk(expr) if isinstance(n, ir.SegmentRef))
-        generate({name: expr}, self.store)  # raises CompileError for what cannot run yet
-        self._segments[name] = _Segment(name, pql, expr, refs)
+        shape = shape_of(expr, self.store)  # raises CompileError for what cannot run yet
+        self._segments[name] = _Segment(name, pql, expr, refs, shape)
         self._sources.clear()
+        self._other_sources.clear()
 
     def levels(self) -> list[list[str]]:
         """Segment names by dependency level (level 0 refers to no segment)."""
@@ -187,10 +195,11 @@ class Engine:
         return out
 
     def source(self, names: list[str]) -> KernelSource:
-        """The kernel source of a group of segments (generated once per definitions)."""
+        """The kernel source of a group of segments (assembled once per definitions); its
+        ``segments`` say which row of the kernel's output each segment is."""
         key = tuple(names)
         if key not in self._sources:
-            self._sources[key] = generate({n: self._segments[n].expr for n in names}, self.store)
+            self._sources[key] = assemble({n: self._segments[n].shape for n in names})
         return self._sources[key]
 
     def _threads(self) -> int:
@@ -211,12 +220,19 @@ class Engine:
                           range(len(bounds) - 1)))
 
     def groups(self) -> list[list[str]]:
-        """Segment names in the groups that share a kernel: by dependency level, in
-        definition order, at most `GROUP` to a kernel (a kernel's compile time grows with
-        its size; a group's source, and so its cache entry, stays the same as long as its
-        own definitions do)."""
-        return [names[k:k + GROUP] for names in self.levels()
-                for k in range(0, len(names), GROUP)]
+        """Segment names in the groups that share a kernel: by dependency level, the
+        instances of a shape together, at most `GROUP` shapes to a kernel in order of first
+        definition (a kernel's compile time grows with its shapes, not its instances; its
+        source, and so its cache entry, stays the same as long as its shapes do)."""
+        out: list[list[str]] = []
+        for names in self.levels():
+            by_shape: dict[str, list[str]] = {}
+            for name in names:
+                by_shape.setdefault(self._segments[name].shape.key, []).append(name)
+            shapes = list(by_shape.values())
+            out.extend([n for same in shapes[k:k + GROUP] for n in same]
+                       for k in range(0, len(shapes), GROUP))
+        return out
 
     def compile(self) -> None:
         """Compile every group's kernel now (into the cache directory), e.g. at deployment,
@@ -273,7 +289,7 @@ class Engine:
             out = np.zeros((len(to_compile), padded), np.uint8)
             self._execute(kernel, n, np.int64(now_ms), out, values)
             elapsed = (time.perf_counter() - started) * 1e3
-            for k, name in enumerate(to_compile):
+            for k, name in enumerate(ks.segments):
                 masks[name] = out[k, :n]
                 timings[name] = elapsed / len(to_compile)
                 tiers[name] = "kernel"
@@ -294,6 +310,80 @@ class Engine:
         result = Result(now_ms, bitmaps, self.store.keys, timings, self._last, tiers)
         self._last = result
         return result
+
+    # ------------------------------------------------------------ small stores
+
+    def expr(self, name: str) -> ir.Expr:
+        """The optimized IR of segment ``name``."""
+        return self._segments[name].expr
+
+    def levels_flat(self) -> list[str]:
+        """Segment names, referenced segments before their referrers."""
+        return [name for level in self.levels() for name in level]
+
+    def evaluate_subset(self, store: ProfileStore, names: list[str], at: Any,
+                        masks: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """Evaluate ``names`` (and the rest of their kernel groups) at ``at`` over a small
+        store of the same schema, e.g. `store.subset`'s, with the batch kernels: the same
+        machine code when its layout is the engine store's, else kernels for its layout.
+        ``masks`` holds the rows of referenced segments that are not evaluated (a byte per
+        profile); the result adds a row per evaluated segment."""
+        now_ms = to_epoch_ms(at)
+        out = dict(masks or {})
+        wanted = set(names)
+        n = len(store)
+        same = store is self.store or layout(store) == self._layout()
+        cache: dict[Any, Any] = {}
+        for group in self.groups():
+            if wanted.isdisjoint(group):
+                continue
+            if same:
+                ks = self.source(group)
+            else:
+                ks = self._source_for(store, group)
+            kernel = compile_kernel(ks.source)
+            values = bind(ks.args, store, now_ms, out, cache)
+            rows = np.zeros((len(group), max(n, 1)), np.uint8)
+            kernel(0, n, np.int64(now_ms), rows, *values)
+            for k, name in enumerate(ks.segments):
+                out[name] = rows[k, :n]
+        return out
+
+    def _layout(self) -> Layout:
+        if self._store_layout is None:
+            self._store_layout = layout(self.store)
+        return self._store_layout
+
+    def _source_for(self, store: ProfileStore, group: list[str]) -> KernelSource:
+        """The kernel of ``group`` for another layout (a subset widened by new data)."""
+        key = (layout(store), tuple(group))
+        if key not in self._other_sources:
+            shapes = {n: shape_of(self._segments[n].expr, store) for n in group}
+            self._other_sources[key] = assemble(shapes)
+        return self._other_sources[key]
+
+    def evaluate_profile(self, key: Any, at: Any) -> list[str]:
+        """The segments profile ``key`` is in at ``at`` (edge evaluation: one profile, the
+        batch kernels, no session). An unknown key is a profile with no data."""
+        index = self.store.index_of([key])
+        if index[0] >= 0:
+            sub = self.store.subset(index)
+        else:
+            keys = pa.array([key], self.store.keys.type)
+            sub = self.store.subset([], attributes=pa.table({self._key_name(): keys}))
+        masks = self.evaluate_subset(sub.store, self.levels_flat(), at)
+        return [name for name in self._segments if masks[name][0]]
+
+    def _key_name(self) -> str:
+        name = self.store.schema.profile_key
+        assert name is not None
+        return name
+
+    def stream(self, at: Any, **options: Any) -> StreamSession:
+        """A streaming session starting at ``at`` (`engine.stream.StreamSession`)."""
+        from engine.stream import StreamSession
+
+        return StreamSession(self, at, **options)
 
     def _vector(self, names: list[str], now_ms: int, masks: dict[str, np.ndarray],
                 timings: dict[str, float], tiers: dict[str, str]) -> list[str]:

@@ -5,7 +5,7 @@ Every message says what is wrong, where (file, row and column when known) and ho
 
 from __future__ import annotations
 
-__all__ = ["DataError", "StoreError", "StoreFormatError"]
+__all__ = ["DataError", "StoreError", "StoreFormatError", "WalError"]
 
 
 class StoreError(Exception):
@@ -61,3 +61,31 @@ class DataError(StoreError, ValueError):
 
 class StoreFormatError(StoreError):
     """A store directory that is missing, damaged, or written by a newer pqlite."""
+
+
+class WalError(StoreError):
+    """A write-ahead log that cannot be used as it is: damaged, locked, closed or broken.
+
+    ``path`` and ``offset`` (a byte offset in that file) say where, when the error is about a
+    place in the log; ``hint`` says how to proceed.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        offset: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.message, self.path, self.offset, self.hint = message, path, offset, hint
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = [
+            part
+            for part in (self.path, None if self.offset is None else f"byte {self.offset}")
+            if part
+        ]
+        text = f"{', '.join(where)}: {self.message}" if where else self.message
+        return f"{text}\n  hint: {self.hint}" if self.hint else text

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -23,6 +23,9 @@ from store.events import EventStore
 from store.keys import KeyIndex
 from store.loading import Loaded, load_tables, read_table
 from store.schema import Schema
+
+if TYPE_CHECKING:
+    from store.subset import Subset
 
 __all__ = ["ProfileStore"]
 
@@ -220,6 +223,14 @@ class ProfileStore:
             event_profile_id=s.event_profile_key, event_time=s.event_time,
             event_type=s.event_type,
         )
+
+    def subset(self, profiles: Sequence[int] | np.ndarray | None = None, **options: Any
+               ) -> Subset:
+        """A small store of ``profiles`` with new data, laid out like this one (for streaming:
+        `store.subset.subset`, whose keywords these are)."""
+        from store.subset import subset
+
+        return subset(self, profiles, **options)
 
     def compact(self) -> None:
         """Fold the delta into the base (for a saved store: a new generation, atomically)."""
