@@ -1,6 +1,9 @@
 """Segment workloads over B10 for scaling measurements: many definitions, few shapes.
 
 * `b10_segments()`: the ten segments of ``examples/segments.toml`` (name -> PQL).
+* `stream_definitions(count, seed)`: the streaming workload of issue 5: the ten B10 segments
+  plus ``count - 10`` distinct variants of them (`b10_workload` over the ten B10 shapes: the
+  same definitions with other countries, ages, tiers, categories, windows and thresholds).
 * `b10_workload(count, shapes, seed)`: ``count`` definitions (name -> PQL) made of exactly
   ``shapes`` distinct *shapes*, instantiated round-robin (definition ``i`` is an instance of
   shape ``i % shapes``). A shape is a definition with its literal constants abstracted away;
@@ -49,7 +52,7 @@ REPO = Path(__file__).resolve().parents[1]
 SEGMENTS_TOML = REPO / "examples" / "segments.toml"
 SCHEMA_TOML = REPO / "examples" / "b10.schema.toml"
 
-__all__ = ["b10_segments", "b10_workload", "kernel_shapes", "shape_key"]
+__all__ = ["b10_segments", "b10_workload", "kernel_shapes", "shape_key", "stream_definitions"]
 
 
 def b10_segments() -> dict[str, str]:
@@ -723,6 +726,27 @@ def b10_workload(count: int, shapes: int, seed: int = 0) -> dict[str, str]:
                                  f"  {got}\n  vs {key}")
         texts.add(text)
         out[f"w{i:0{width}d}_s{s:03d}"] = text
+    return out
+
+
+def stream_definitions(count: int = 100, seed: int = 0) -> dict[str, str]:
+    """The ten B10 segments, then ``count - 10`` variants of them (name -> PQL): instances of
+    the ten B10 shapes with other literals (`b10_workload`, round-robin over the shapes),
+    every text distinct. Shapes with few literals to vary (S6: six windows, S10: seven
+    day counts) drop out of the rotation once their distinct instances are used up."""
+    segments = b10_segments()
+    if count <= len(segments):
+        raise ValueError(f"need more than {len(segments)} definitions, not {count}")
+    out = dict(segments)
+    seen = {" ".join(text.split()) for text in segments.values()}  # (the TOML's line breaks)
+    for name, text in b10_workload(4 * count, len(segments), seed).items():
+        if len(out) == count:
+            break
+        if text not in seen:
+            seen.add(text)
+            out[name] = text
+    if len(out) < count:  # pragma: no cover - the B10 shapes have hundreds of instances
+        raise ValueError(f"only {len(out)} distinct definitions of the B10 shapes")
     return out
 
 

@@ -49,6 +49,7 @@ from store import synth
 from store.profile_store import ProfileStore
 from tests import reference
 from tests import typed_strategies as typed
+from tests.conftest import fresh_kernel_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = typed.NOW
@@ -67,10 +68,8 @@ KNOWN_CRASHES: dict[tuple[str, str], str] = {}
 @pytest.fixture(scope="module", autouse=True)
 def kernel_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """A fresh kernel cache directory for this module (read by engine.kernels at compile)."""
-    patch = pytest.MonkeyPatch()
-    patch.setenv("PQLITE_CACHE_DIR", str(tmp_path_factory.mktemp("kernels")))
-    yield
-    patch.undo()
+    with fresh_kernel_cache(tmp_path_factory):
+        yield
     if KNOWN_SEEN:
         total = sum(KNOWN_SEEN.values())
         print(f"\nknown bug in {total} random definitions or runs:", file=sys.stderr)

@@ -25,6 +25,7 @@ from engine.session import Engine
 from store import synth
 from tests import reference
 from tests import typed_strategies as typed
+from tests.conftest import fresh_kernel_cache
 from tests.test_compiled import CORE, CORE_STORE_EVENTS, CORE_STORE_PROFILES, b10, members, store_of
 
 NOW = typed.NOW
@@ -35,10 +36,8 @@ __all__ = ["b10"]  # a fixture shared with test_compiled
 
 @pytest.fixture(scope="module", autouse=True)
 def kernel_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    patch = pytest.MonkeyPatch()
-    patch.setenv("PQLITE_CACHE_DIR", str(tmp_path_factory.mktemp("kernels")))
-    yield
-    patch.undo()
+    with fresh_kernel_cache(tmp_path_factory):
+        yield
     if UNSUPPORTED:
         print(f"\nnot vectorized in {sum(UNSUPPORTED.values())} random definitions:",
               file=sys.stderr)

@@ -235,7 +235,7 @@ def test_sync_batch_by_time(tmp_path: Path) -> None:
             # unsynced write, not before.
             assert log.durable_seq == 2 * (round_ + 1)
             assert time.monotonic() - start >= interval
-    assert not [t for t in threading.enumerate() if t.name.startswith("wal-sync")]
+    assert not [t for t in threading.enumerate() if t.name == f"wal-sync {tmp_path}"]
 
 
 def test_bad_options_are_refused(tmp_path: Path) -> None:

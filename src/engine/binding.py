@@ -18,28 +18,34 @@ import pyarrow.compute as pc
 
 from engine.codegen import Arg, CompileError
 from engine.queries import constant_reference, constant_window
+from engine.timers import bind_rows, spec_of
 from store.columns import Column, unify_dictionaries
 from store.profile_store import ProfileStore
 
 __all__ = ["bind", "dictionary_of", "regex_group", "resolve", "string_test"]
 
+_TIMED_ROWS = {"window": 0, "window_bounds": 1, "period": 2}  # `engine.timers.bind_rows`
 _NUMPY = {"int": np.int64, "float": np.float64, "bool": np.bool_, "timestamp": np.int64,
           "date": np.int64, "string": np.int64}
 
 
-def bind(args: tuple[Arg, ...], store: ProfileStore, now_ms: int,
+def bind(args: tuple[Arg, ...], store: ProfileStore, now_ms: int | np.ndarray,
          segments: Mapping[str, np.ndarray], cache: dict[Any, Any]) -> list[Any]:
-    """The values of ``args`` for a run at ``now_ms``; store-only values are cached."""
+    """The values of ``args`` for a run at ``now_ms`` (an instant per profile for a
+    timeline kernel, `engine.codegen.assemble`); store-only values are cached."""
     return [_value(a, store, now_ms, segments, cache) for a in args]
 
 
-def _value(a: Arg, store: ProfileStore, now_ms: int, segments: Mapping[str, np.ndarray],
+def _value(a: Arg, store: ProfileStore, now_ms: Any, segments: Mapping[str, np.ndarray],
            cache: dict[Any, Any]) -> Any:
     if a.kind == "stack":  # one value per instance of a shape, as an array's entries or rows
         kind, refs = a.ref
         return np.stack([_value(Arg(a.name, kind, ref), store, now_ms, segments, cache)
                          for ref in refs])
     if a.kind in ("window", "window_bounds", "period"):
+        if isinstance(now_ms, np.ndarray):  # a timeline kernel: a row per profile
+            spec = np.array(spec_of(a.ref[0], strict=True), np.int64)
+            return bind_rows(spec, now_ms, _TIMED_ROWS[a.kind])
         return _timed(a, now_ms)
     if a.kind == "segment":
         return segments[a.ref[0]]

@@ -22,6 +22,7 @@ from engine.analysis import Analysis, analyze
 from engine.checker import check, did_you_mean
 from engine.cli_data import add_commands
 from engine.cli_run import add_commands as add_run_commands
+from engine.cli_stream import add_commands as add_stream_commands
 from engine.errors import SegmentError, SegmentNameError, raise_all
 from engine.parser import parse
 from engine.segments import Definition, SegmentFile, SegmentFileError, dependency_cycle
@@ -93,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     fmt.set_defaults(run=_fmt)
     add_commands(sub)
     add_run_commands(sub)
+    add_stream_commands(sub)
     return p
 
 

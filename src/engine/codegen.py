@@ -101,6 +101,7 @@ _PER_INSTANCE: dict[str, Callable[[tuple[Any, ...]], Any]] = {
     "segment": lambda ref: (),  # rows: a referenced segment's mask
 }
 _SCALAR = ("param", "code")  # the rest are rows (arrays indexed by the body)
+_TIMED = ("window", "window_bounds", "period")  # bound from the instant: per row on a timeline
 
 
 @dataclass(frozen=True)
@@ -137,12 +138,17 @@ def generate(definitions: dict[str, ir.Expr], store: ProfileStore) -> KernelSour
     return assemble({name: shape_of(expr, store) for name, expr in definitions.items()})
 
 
-def assemble(shapes: dict[str, Shape]) -> KernelSource:
+def assemble(shapes: dict[str, Shape], *, timeline: bool = False) -> KernelSource:
     """One kernel for definitions given as shapes: for each profile, for each distinct
     shape, its body once per instance. Segment rows of ``out`` follow `KernelSource.segments`
     (the instances of a shape are consecutive). The source names no definition and holds no
     literal, so it depends only on the shapes and on which have more than one instance: a
-    kernel compiled for some definitions serves any others of the same shapes."""
+    kernel compiled for some definitions serves any others of the same shapes.
+
+    ``timeline``: each profile at its own instant. The kernel takes ``nows`` (one instant
+    per profile) for ``now``, and the bounds bound from the instant (`_TIMED`) have a row
+    per profile: a streaming session evaluates the profiles whose windows move at
+    different instants in one call."""
     by_key: dict[str, list[str]] = {}
     for name, shape in shapes.items():
         by_key.setdefault(shape.key, []).append(name)
@@ -165,8 +171,9 @@ def assemble(shapes: dict[str, Shape]) -> KernelSource:
         inst = f"inst{j}"
         scalars: list[str] = []  # loads at the top of the instance loop
         swap: dict[str, str] = {v: f"{v}_{j}" for v in first.names}
-        rows: set[str] = set()
+        rows: dict[str, str] = {}  # arrays indexed first by: the instance, the profile, both
         for k, a in enumerate(first.args):
+            per_profile = timeline and a.kind in _TIMED
             if looped and a.kind in _PER_INSTANCE:
                 stacked = new_arg("stack", (a.kind, tuple(shapes[n].args[k].ref for n in names)))
                 if a.kind in _SCALAR:
@@ -174,20 +181,22 @@ def assemble(shapes: dict[str, Shape]) -> KernelSource:
                     scalars.append(f"{a.name}_{j} = {stacked}[{inst}]")
                 else:
                     swap[a.name] = stacked
-                    rows.add(a.name)
+                    rows[a.name] = f"{inst}, p" if per_profile else inst
             elif a.kind in _PER_INSTANCE:
                 swap[a.name] = new_arg(a.kind, a.ref)
+                if per_profile:
+                    rows[a.name] = "p"
             else:
                 key = repr((a.kind, a.ref))
                 if key not in shared:
                     shared[key] = new_arg(a.kind, a.ref)
                 swap[a.name] = shared[key]
-        rename = _Renamer(swap, rows, inst, f"_{j}")
+        rename = _Renamer(swap, rows, f"_{j}")
         base = new_arg("param", ("int", len(order)))
         prologue.extend(rename(line) for line in first.prologue)
         lines = [rename(line) for line in first.lines]
         result = rename(first.result)
-        scalars += [f"{a}_{j} = {swap[a]}[{inst}]" for a in sorted(rename.whole)]
+        scalars += [f"{a}_{j} = {swap[a]}[{rows[a]}]" for a in sorted(rename.whole)]
         body.append(f"        # shape {j}")
         if looped:
             count = new_arg("param", ("int", len(names)))
@@ -201,9 +210,10 @@ def assemble(shapes: dict[str, Shape]) -> KernelSource:
         order.extend(names)
     params = "".join(f", {a.name}" for a in args)
     source = "\n".join([
-        f"def kernel(start, stop, now, out{params}):",
+        f"def kernel(start, stop, {'nows' if timeline else 'now'}, out{params}):",
         *(f"    {line}" for line in prologue),
         "    for p in range(start, stop):",
+        *(["        now = nows[p]"] if timeline else []),
         *body,
         "",
     ])
@@ -211,12 +221,13 @@ def assemble(shapes: dict[str, Shape]) -> KernelSource:
 
 
 class _Renamer:
-    """Rewrites a shape's body for its place in a kernel: the names in ``swap`` replaced; a
-    per-instance array (``rows``) indexed ``x[...]`` becomes ``stacked[inst, ...]``, and
-    used whole, the instance's row (loaded once per instance: `whole`)."""
+    """Rewrites a shape's body for its place in a kernel: the names in ``swap`` replaced; an
+    array with leading indices (``rows``: the instance, the profile or both) indexed
+    ``x[...]`` becomes ``stacked[lead, ...]``, and used whole, ``stacked[lead]``: inline
+    for the profile alone, else loaded once per instance (`whole`)."""
 
-    def __init__(self, swap: dict[str, str], rows: set[str], inst: str, suffix: str) -> None:
-        self.swap, self.rows, self.inst, self.suffix = swap, rows, inst, suffix
+    def __init__(self, swap: dict[str, str], rows: dict[str, str], suffix: str) -> None:
+        self.swap, self.rows, self.suffix = swap, rows, suffix
         self.whole: set[str] = set()
         names = sorted(swap, key=len, reverse=True) or ["(?!)"]
         self.pattern = re.compile(r"(?<![\w.])(" + "|".join(map(re.escape, names)) + r")\b(\[)?")
@@ -228,8 +239,11 @@ class _Renamer:
         name, bracket = m.group(1), m.group(2)
         if name not in self.rows:
             return self.swap[name] + (bracket or "")
+        lead = self.rows[name]
         if bracket:
-            return f"{self.swap[name]}[{self.inst}, "
+            return f"{self.swap[name]}[{lead}, "
+        if lead == "p":
+            return f"{self.swap[name]}[p]"
         self.whole.add(name)
         return f"{name}{self.suffix}"
 

@@ -154,6 +154,7 @@ class Engine:
         self._evaluator: tuple[int, vector.Evaluator] | None = None  # the run's
         self._store_layout: Layout | None = None
         self._other_sources: dict[Any, KernelSource] = {}
+        self._groups: list[list[str]] | None = None  # by `groups`; reset by define
 
     @property
     def names(self) -> list[str]:
@@ -170,6 +171,7 @@ class Engine:
         self._segments[name] = _Segment(name, pql, expr, refs, shape)
         self._sources.clear()
         self._other_sources.clear()
+        self._groups = None
 
     def levels(self) -> list[list[str]]:
         """Segment names by dependency level (level 0 refers to no segment)."""
@@ -224,6 +226,8 @@ class Engine:
         instances of a shape together, at most `GROUP` shapes to a kernel in order of first
         definition (a kernel's compile time grows with its shapes, not its instances; its
         source, and so its cache entry, stays the same as long as its shapes do)."""
+        if self._groups is not None:
+            return self._groups
         out: list[list[str]] = []
         for names in self.levels():
             by_shape: dict[str, list[str]] = {}
@@ -232,6 +236,7 @@ class Engine:
             shapes = list(by_shape.values())
             out.extend([n for same in shapes[k:k + GROUP] for n in same]
                        for k in range(0, len(shapes), GROUP))
+        self._groups = out
         return out
 
     def compile(self) -> None:
@@ -323,12 +328,16 @@ class Engine:
 
     def evaluate_subset(self, store: ProfileStore, names: list[str], at: Any,
                         masks: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
-        """Evaluate ``names`` (and the rest of their kernel groups) at ``at`` over a small
-        store of the same schema, e.g. `store.subset`'s, with the batch kernels: the same
-        machine code when its layout is the engine store's, else kernels for its layout.
-        ``masks`` holds the rows of referenced segments that are not evaluated (a byte per
-        profile); the result adds a row per evaluated segment."""
-        now_ms = to_epoch_ms(at)
+        """Evaluate ``names`` (and the rest of their kernel groups) over a small store of the
+        same schema, e.g. `store.subset`'s, with the batch kernels: the same machine code
+        when its layout is the engine store's, else kernels for its layout.
+
+        ``at``: one instant, or an int64 array of one instant per profile (a timeline
+        kernel, `engine.codegen.assemble`). ``masks`` holds the rows of referenced segments
+        that are not evaluated (a byte per profile); the result adds a row per evaluated
+        segment."""
+        timeline = isinstance(at, np.ndarray)
+        now: Any = np.asarray(at, np.int64) if timeline else np.int64(to_epoch_ms(at))
         out = dict(masks or {})
         wanted = set(names)
         n = len(store)
@@ -337,14 +346,14 @@ class Engine:
         for group in self.groups():
             if wanted.isdisjoint(group):
                 continue
-            if same:
+            if same and not timeline:
                 ks = self.source(group)
             else:
-                ks = self._source_for(store, group)
+                ks = self._source_for(None if same else store, group, timeline)
             kernel = compile_kernel(ks.source)
-            values = bind(ks.args, store, now_ms, out, cache)
+            values = bind(ks.args, store, now if timeline else int(now), out, cache)
             rows = np.zeros((len(group), max(n, 1)), np.uint8)
-            kernel(0, n, np.int64(now_ms), rows, *values)
+            kernel(0, n, now, rows, *values)
             for k, name in enumerate(ks.segments):
                 out[name] = rows[k, :n]
         return out
@@ -354,12 +363,17 @@ class Engine:
             self._store_layout = layout(self.store)
         return self._store_layout
 
-    def _source_for(self, store: ProfileStore, group: list[str]) -> KernelSource:
-        """The kernel of ``group`` for another layout (a subset widened by new data)."""
-        key = (layout(store), tuple(group))
+    def _source_for(self, other: ProfileStore | None, group: list[str], timeline: bool
+                    ) -> KernelSource:
+        """The kernel of ``group`` for a store of another layout (a subset widened by new
+        data; None: the engine's layout), or on a timeline."""
+        key = (None if other is None else layout(other), tuple(group), timeline)
         if key not in self._other_sources:
-            shapes = {n: shape_of(self._segments[n].expr, store) for n in group}
-            self._other_sources[key] = assemble(shapes)
+            if other is None:
+                shapes = {n: self._segments[n].shape for n in group}
+            else:
+                shapes = {n: shape_of(self._segments[n].expr, other) for n in group}
+            self._other_sources[key] = assemble(shapes, timeline=timeline)
         return self._other_sources[key]
 
     def evaluate_profile(self, key: Any, at: Any) -> list[str]:

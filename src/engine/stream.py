@@ -1,0 +1,620 @@
+"""Streaming: memberships kept exact, event by event and millisecond by millisecond.
+
+``s = eng.stream(at=...)`` starts from a batch run of every segment at ``at``. Then:
+
+* ``s.ingest(events)`` appends events (and ``profiles=`` attribute upserts) and returns
+  the `MembershipChange` s they cause. It normalizes the batch once, writes it to the
+  write-ahead log (if the session has one) before anything else, builds a small store of
+  the touched profiles laid out like the big one (`store.subset`), and runs the batch
+  engine's own kernels over it, for the kernel groups holding a segment the batch can
+  affect (by event type, plus referrers through ``inSegment``). New profiles get every
+  segment.
+* ``s.advance(to)`` moves the clock and returns what time alone changes, each change at
+  its exact instant: every profile carries the next instant at which its values can change
+  (`engine.timers`), and advance evaluates the due profiles at each such instant, in order.
+* Events later than the clock are held and applied when the clock reaches their time (the
+  change is stamped with their timestamp); events at or before it apply at once, placed in
+  time order in the history (out of order is fine), stamped with the clock.
+
+The invariant the tests check after every step: the session's memberships equal a batch run,
+at the clock, over the store with every applied batch appended (`ProfileStore.compacted`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+import io
+import json
+import os
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyroaring import BitMap
+
+from engine.analysis import analyze
+from engine.timers import NEVER, Timers, next_changes, next_midnight
+from store.delta import Batch, normalize_batch
+from store.profile_store import ProfileStore
+from store.subset import Subset, subset
+from store.wal import WriteAheadLog
+
+if TYPE_CHECKING:
+    from engine.session import Engine
+
+__all__ = ["MembershipChange", "StreamSession"]
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class MembershipChange:
+    """A profile entered (``realized``) or left (``exited``) a segment at instant ``at``."""
+
+    profile_id: Any  # the profile's key
+    segment: str
+    status: str  # "realized" or "exited"
+    at: dt.datetime  # UTC, millisecond precision
+    index: int = -1  # the profile's index in the store's numbering
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"profile_id": self.profile_id, "segment": self.segment, "status": self.status,
+                "at": self.at.isoformat(timespec="milliseconds").replace("+00:00", "Z")}
+
+
+def instant(ms: int) -> dt.datetime:
+    return _EPOCH + dt.timedelta(milliseconds=int(ms))
+
+
+class StreamSession:
+    """See the module docstring. Not thread-safe: one caller at a time."""
+
+    def __init__(self, engine: Engine, at: Any = None, *,
+                 log: str | os.PathLike[str] | None = None, sync: str = "batch") -> None:
+        from engine.session import to_epoch_ms
+
+        self._engine = engine
+        base = engine.store
+        # The session's own view of the store: the same base arrays, its own delta, so the
+        # engine's store is never changed by streaming.
+        self.store = ProfileStore(base.schema, base.keys, base.profiles, base.events)
+        self.store.delta.batches.extend(base.delta.batches)
+        self._names = engine.levels_flat()
+        exprs = {n: engine.expr(n) for n in self._names}
+        facts = {n: analyze(e, base.schema) for n, e in exprs.items()}
+        self._types = {n: f.event_types for n, f in facts.items()}
+        self._reads_events = {n: f.reads_events for n, f in facts.items()}
+        self._referrers = _referrers(facts)
+        timed = self._closure({n for n, f in facts.items() if f.time_dependent})
+        self._timed = [n for n in self._names if n in timed]
+        self._timers = Timers.of(exprs[n] for n in self._timed)
+        self._daily = self._closure({n for n in self._timed if Timers.of([exprs[n]]).daily})
+        self._pending: list[tuple[int, int, pa.Table]] = []  # (time, arrival, events)
+        self._arrivals = 0
+        self._dir = None if log is None else Path(log)
+        self._log: WriteAheadLog | None = None
+        self._checkpointed = 0  # the log's seq the last checkpoint covers
+        state = None if self._dir is None else _read_checkpoint(self._dir)
+        if state is not None:
+            self._restore(state)
+        elif at is None:
+            raise ValueError("a new session needs its starting instant: stream(at=...)")
+        else:
+            self.clock = to_epoch_ms(at)
+        self._start()
+        if self._dir is not None:
+            self._log = WriteAheadLog(self._dir / "wal", sync=sync)  # type: ignore[arg-type]
+            try:
+                self._replay()
+            except BaseException:
+                self.close()  # the log's lock and flusher thread must not outlive us
+                raise
+
+    def _start(self) -> None:
+        """Memberships at the clock: a batch run, then the profiles the delta touches."""
+        result = self._engine.run(self.clock)
+        self._members = {n: BitMap(result[n]) for n in self._names}
+        # The same memberships as a byte per (segment, profile): what the diff and the
+        # referenced segments' rows read, a gather instead of a bitmap probe per profile.
+        self._row = {n: i for i, n in enumerate(self._names)}
+        self._dense = np.zeros((len(self._names), len(self._engine.store)), np.uint8)
+        for n in self._names:
+            members = np.fromiter(self._members[n], np.int64, len(self._members[n]))
+            self._dense[self._row[n], members] = 1
+        self._next = next_changes(self._engine.store, self._timers, self.clock)
+        self._schedule = _Schedule(self._next)
+        self._grow(self.size)
+        if self.store.delta:  # the engine's runs read the base only
+            base = len(self.store.keys)
+            touched = np.union1d(np.arange(base, self.size), _delta_profiles(self.store))
+            self._evaluate(subset(self.store, touched), self._names, self.clock)
+
+    # ------------------------------------------------------------ state
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._names)
+
+    @property
+    def size(self) -> int:
+        """Profiles known to the session: the store's, then new keys in arrival order."""
+        return int(_numbering(self.store).total)
+
+    def memberships(self) -> dict[str, BitMap]:
+        """Every segment's members now, as profile indices (copies)."""
+        return {n: BitMap(b) for n, b in self._members.items()}
+
+    def ids(self, name: str) -> pa.Array:
+        """The keys of segment ``name``'s members, in index order."""
+        members = np.fromiter(self._members[name], np.int64, len(self._members[name]))
+        return _keys_of(self.store, members)
+
+    # ------------------------------------------------------------ ingest
+
+    def ingest(self, events: Any = None, *, profiles: Any = None,
+               time_units: Mapping[str, str] | None = None, assume_tz: str = "UTC"
+               ) -> list[MembershipChange]:
+        """Append events (one dict, a list of dicts, or an Arrow table with the store's event
+        fields) and attribute upserts; return the membership changes, stamped with the clock
+        (events later than the clock wait for it: see the module docstring). Timestamps are
+        read as `ProfileStore.append` reads them (``time_units`` for numbers, e.g.
+        ``{"timestamp": "ms"}``); bad input raises `store.DataError` and changes nothing."""
+        batch = normalize_batch(self.store.schema, _table(events), _table(profiles),
+                                time_units=dict(time_units or {}), assume_tz=assume_tz)
+        if self._log is not None:
+            self._log.append(_encode({"op": "ingest", "clock": self.clock}, batch))
+        return self._ingest(batch)
+
+    def _ingest(self, batch: Batch) -> list[MembershipChange]:
+        s = self.store.schema
+        now_events, later = batch.events, None
+        if batch.events is not None and batch.events.num_rows:
+            times = pc.cast(batch.events.column(s.event_time), pa.int64())
+            future = pc.greater(times, self.clock)
+            if pc.any(future).as_py():
+                later = batch.events.filter(future)
+                now_events = batch.events.filter(pc.invert(future))
+        if later is not None:
+            self._hold(later)
+        applied = Batch(now_events if now_events is not None and now_events.num_rows else None,
+                        batch.profiles)
+        if applied.events is None and applied.profiles is None:
+            return []
+        return self._apply([applied], self.clock)
+
+    def _hold(self, events: pa.Table) -> None:
+        times = pc.cast(events.column(self.store.schema.event_time), pa.int64()).to_numpy()
+        for t in np.unique(times):
+            self._arrivals += 1
+            rows = events.filter(pa.array(times == t))
+            heapq.heappush(self._pending, (int(t), self._arrivals, rows))
+
+    def _apply(self, batches: list[Batch], at: int,
+               due: np.ndarray | None = None) -> list[MembershipChange]:
+        """Append ``batches`` at instant ``at`` and re-evaluate what they (and, for the
+        profiles ``due``, the clock) can change."""
+        numbering = _numbering(self.store).copy()  # to number the batches' keys, not keep them
+        known = numbering.total
+        touched = [np.zeros(0, np.int64) if due is None else due]
+        names: set[str] = set()
+        for batch in batches:
+            for index in numbering.number(batch):
+                if index is not None:
+                    touched.append(index[index < known])
+            names |= self._affected(batch)
+        if numbering.total > known:
+            names = set(self._names)  # a new profile: every segment has a first value
+        if due is not None and len(due):
+            names |= set(self._timed)
+        profiles = np.unique(np.concatenate(touched))
+        if not len(profiles) and numbering.total == known:
+            return []
+        sub = subset(self.store, profiles, batches=batches)
+        self.store.delta.batches.extend(batches)
+        self._grow(numbering.total)
+        return self._evaluate(sub, [n for n in self._names if n in names], at)
+
+    def _affected(self, batch: Batch) -> set[str]:
+        s = self.store.schema
+        names: set[str] = set()
+        if batch.profiles is not None and batch.profiles.num_rows:
+            names.update(self._names)  # attributes: any segment may read them (cheap enough)
+        if batch.events is not None and batch.events.num_rows:
+            if s.event_type is not None:
+                types = set(pc.unique(batch.events.column(s.event_type)).to_pylist())
+            for n in self._names:
+                wanted = self._types[n]
+                if not self._reads_events[n]:
+                    continue
+                if wanted is None or s.event_type is None or wanted & types:
+                    names.add(n)
+        return self._closure(names)
+
+    def _closure(self, names: set[str]) -> set[str]:
+        out, todo = set(names), list(names)
+        while todo:
+            for r in self._referrers.get(todo.pop(), ()):
+                if r not in out:
+                    out.add(r)
+                    todo.append(r)
+        return out
+
+    # ------------------------------------------------------------ evaluation
+
+    def _evaluate(self, sub: Subset, names: list[str], at: int | np.ndarray
+                  ) -> list[MembershipChange]:
+        """Evaluate ``names`` for the profiles of ``sub`` at ``at`` (one instant, or one per
+        profile); update memberships and each profile's next timer."""
+        masks = self._engine.evaluate_subset(sub.store, names, at, self._outside(sub, names))
+        changes = self._diff(sub, names, masks, at)
+        nxt = next_changes(sub.store, self._timers, at)
+        self._next[sub.index] = nxt
+        self._schedule.update(sub.index, nxt)
+        return changes
+
+    def _outside(self, sub: Subset, names: list[str]) -> dict[str, np.ndarray]:
+        """Rows of the referenced segments that are not evaluated now."""
+        wanted = set(names)
+        return {n: self._dense[self._row[n], sub.index] for n in self._referrers
+                if n not in wanted}
+
+    def _diff(self, sub: Subset, names: list[str], masks: Mapping[str, np.ndarray],
+              at: int | np.ndarray) -> list[MembershipChange]:
+        changes: list[MembershipChange] = []
+        keys = None
+        when = np.broadcast_to(np.asarray(at, np.int64), sub.index.shape)
+        for n in names:
+            now_in = np.asarray(masks[n][:len(sub.index)], bool)
+            row = self._dense[self._row[n]]
+            was_in = row[sub.index].astype(bool)
+            flip = np.flatnonzero(now_in != was_in)
+            if not len(flip):
+                continue
+            row[sub.index[flip]] = now_in[flip]
+            if keys is None:
+                keys = sub.store.keys.to_pylist()
+            bm = self._members[n]
+            for row in flip:
+                idx = int(sub.index[row])
+                if now_in[row]:
+                    bm.add(idx)
+                    status = "realized"
+                else:
+                    bm.discard(idx)
+                    status = "exited"
+                changes.append(MembershipChange(keys[row], n, status, instant(when[row]), idx))
+        return changes
+
+    def _grow(self, total: int) -> None:
+        """Room for ``total`` profiles (new keys are numbered after the known ones)."""
+        if total > len(self._next):
+            extra = np.full(total - len(self._next), NEVER, np.int64)
+            self._next = np.concatenate([self._next, extra])
+            self._schedule.grow(self._next)
+        if total > self._dense.shape[1]:  # doubling, so growth costs O(1) a profile
+            dense = np.zeros((len(self._names), max(total, 2 * self._dense.shape[1])), np.uint8)
+            dense[:, :self._dense.shape[1]] = self._dense
+            self._dense = dense
+
+    # ------------------------------------------------------------ time
+
+    def advance(self, to: Any) -> list[MembershipChange]:
+        """Move the clock to ``to``; return the changes time alone causes on the way (held
+        events included), each at its exact instant, in order."""
+        from engine.session import to_epoch_ms
+
+        target = to_epoch_ms(to)
+        if target < self.clock:
+            raise ValueError(f"the clock is at {instant(self.clock).isoformat()}; it cannot go "
+                             f"back to {instant(target).isoformat()}")
+        if self._log is not None:
+            self._log.append(_encode({"op": "advance", "to": target}, None))
+        return self._advance(target)
+
+    def next_change(self) -> int | None:
+        """The next instant (epoch ms) at which time alone, or a held event, may change a
+        membership; None if nothing will without new data."""
+        x = min(self._schedule.peek(), self._pending[0][0] if self._pending else NEVER,
+                next_midnight(self.clock) if self._daily else NEVER)
+        return None if x == NEVER else x
+
+    def _advance(self, target: int) -> list[MembershipChange]:
+        changes: list[MembershipChange] = []
+        while True:
+            x = self.next_change()
+            if x is None or x > target:
+                break
+            # Up to the next held event or midnight, profiles only move with their own
+            # windows, independently: evaluate them in rounds, each at its own instant.
+            barrier = min(self._pending[0][0] if self._pending else NEVER,
+                          next_midnight(self.clock) if self._daily else NEVER)
+            if x < barrier:
+                changes += self._timeline(min(target, barrier - 1))
+                continue
+            self.clock = x
+            batches = []
+            while self._pending and self._pending[0][0] <= x:
+                batches.append(Batch(heapq.heappop(self._pending)[2], None))
+            due = self._schedule.pop(x)
+            if self._daily and x == next_midnight(x - 1):
+                changes += self._evaluate_all(self._daily, x)
+            changes += self._apply(batches, x, due=due)
+        self.clock = target
+        return changes
+
+    def _timeline(self, limit: int) -> list[MembershipChange]:
+        """Fire every timer up to ``limit`` with no held event or midnight before it: each
+        round evaluates every due profile at its own next instant in one kernel call (a
+        timeline kernel), then reschedules them; profiles due again go to the next round.
+        Changes come out in time order."""
+        names = list(self._timed)
+        changes: list[MembershipChange] = []
+        while True:
+            due, at = self._schedule.pop_until(limit)
+            if not len(due):
+                break
+            changes += self._evaluate(subset(self.store, due), names, at)
+        self.clock = max(self.clock, limit)
+        changes.sort(key=lambda c: c.at)
+        return changes
+
+    def _evaluate_all(self, names: set[str], at: int) -> list[MembershipChange]:
+        """Every profile, for the definitions that change at midnight."""
+        everyone = np.arange(self.size, dtype=np.int64)
+        sub = subset(self.store, everyone)
+        return self._evaluate(sub, [n for n in self._names if n in names], at)
+
+    # ------------------------------------------------------------ durability
+
+    def checkpoint(self) -> Path:
+        """Persist the session (clock, applied and held events, memberships as portable
+        roaring bitmaps) atomically in ``log``'s ``checkpoint/`` and trim the log up to it.
+        A session opened on the directory later resumes from there (see `_replay`)."""
+        if self._dir is None or self._log is None:
+            raise ValueError("this session has no log directory: stream(at, log=DIR)")
+        seq = self._log.sync()
+        own = self.store.delta.batches[len(self._engine.store.delta.batches):]
+        state = {"clock": self.clock, "seq": seq, "arrivals": self._arrivals,
+                 "segments": self._names, "members": {n: len(b) for n, b in self._members.items()}}
+        files = {
+            "batches.bin": _pack([_encode({}, b) for b in own]),
+            "pending.bin": _pack([_encode({"time": t, "arrival": a}, Batch(e, None))
+                                  for t, a, e in sorted(self._pending)]),
+        }
+        files |= {f"members/{i}.roaring": self._members[n].serialize()
+                  for i, n in enumerate(self._names)}
+        files["state.json"] = json.dumps(state, indent=1).encode()
+        _write_dir(self._dir / "checkpoint", files)
+        self._checkpointed = seq
+        self._log.trim(seq)
+        return self._dir / "checkpoint"
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        if state["segments"] != self._names:
+            raise ValueError(
+                f"the checkpoint in {self._dir} is of segments {state['segments']}, not "
+                f"{self._names}: define the same segments to resume it, or use another "
+                "log directory")
+        self.clock = int(state["clock"])
+        self._arrivals = int(state["arrivals"])
+        self._checkpointed = int(state["seq"])
+        self.store.delta.batches.extend(b for _, b in state["batches"])
+        for header, batch in state["pending"]:
+            assert batch.events is not None
+            heapq.heappush(self._pending, (header["time"], header["arrival"], batch.events))
+
+    def _replay(self) -> None:
+        """Apply the log's records after the checkpoint, as they were first applied: the
+        same batches at the same clock give the same state."""
+        assert self._log is not None
+        for _, payload in self._log.replay(self._checkpointed):
+            header, batch = _decode(payload)
+            if header["op"] == "advance":
+                self._advance(int(header["to"]))
+            else:
+                if header["clock"] != self.clock:
+                    raise ValueError(f"the log in {self._dir} does not follow its checkpoint: "
+                                     f"an ingest at {header['clock']} with the clock at "
+                                     f"{self.clock}")
+                self._ingest(batch)
+
+    @property
+    def recovered_tail(self) -> Any:
+        """What opening the log cut off its end (`store.wal.TornTail`: an unfinished
+        write, never acknowledged), or None."""
+        return None if self._log is None else self._log.recovered_tail
+
+    def close(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> StreamSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Schedule:
+    """Profiles by the instant of their next possible change: a heap of (instant, profile),
+    entries checked against ``next`` when popped (a profile rescheduled leaves a stale one)."""
+
+    def __init__(self, nxt: np.ndarray) -> None:
+        self.next = nxt
+        finite = np.flatnonzero(nxt != NEVER)
+        order = finite[np.argsort(nxt[finite], kind="stable")]
+        self.heap = list(zip(nxt[order].tolist(), order.tolist(), strict=True))  # sorted: a heap
+
+    def grow(self, nxt: np.ndarray) -> None:
+        self.next = nxt
+
+    def update(self, profiles: np.ndarray, at: np.ndarray) -> None:
+        for p, x in zip(profiles.tolist(), at.tolist(), strict=True):
+            if x != NEVER:
+                heapq.heappush(self.heap, (x, p))
+
+    def peek(self) -> int:
+        while self.heap and self.next[self.heap[0][1]] != self.heap[0][0]:
+            heapq.heappop(self.heap)
+        return self.heap[0][0] if self.heap else NEVER
+
+    def pop_until(self, limit: int) -> tuple[np.ndarray, np.ndarray]:
+        """The profiles due at or before ``limit``, each once, and their instants."""
+        profiles, instants = [], []
+        while self.heap and self.heap[0][0] <= limit:
+            at, p = heapq.heappop(self.heap)
+            if self.next[p] == at:
+                profiles.append(p)
+                instants.append(at)
+                self.next[p] = NEVER  # popped; `update` sets it again
+        return np.array(profiles, np.int64), np.array(instants, np.int64)
+
+    def pop(self, x: int) -> np.ndarray:
+        out = []
+        while self.heap and self.heap[0][0] <= x:
+            at, p = heapq.heappop(self.heap)
+            if self.next[p] == at:
+                out.append(p)
+        return np.unique(np.array(out, np.int64))
+
+
+def _referrers(facts: Mapping[str, Any]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for name, f in facts.items():
+        for ref in f.segment_refs:
+            out.setdefault(ref, []).append(name)
+    return out
+
+
+def _table(rows: Any) -> pa.Table | None:
+    if rows is None:
+        return None
+    if isinstance(rows, Mapping):
+        rows = [rows]
+    if isinstance(rows, Sequence) and not isinstance(rows, str | bytes):
+        return pa.Table.from_pylist(list(rows)) if rows else None
+    if isinstance(rows, pa.RecordBatch):
+        return pa.Table.from_batches([rows])
+    return rows
+
+
+def _numbering(store: ProfileStore) -> Any:
+    """The store's numbering of profiles: base, then the delta's new keys (`store.subset`)."""
+    from store.subset import _LOCK, _state
+
+    with _LOCK:
+        return _state(store).numbering
+
+
+def _keys_of(store: ProfileStore, index: np.ndarray) -> pa.Array:
+    from store.subset import _LOCK, _state
+
+    with _LOCK:
+        return _state(store).numbering.keys_of(index)
+
+
+def _delta_profiles(store: ProfileStore) -> np.ndarray:
+    from store.subset import _LOCK, _state
+
+    with _LOCK:
+        state = _state(store)
+        out = [np.zeros(0, np.int64)]
+        for side in (state.upserts, state.events):
+            for p, _ in side.runs.runs:
+                out.append(p)
+    return np.unique(np.concatenate(out))
+
+
+def _encode(header: dict[str, Any], batch: Batch | None) -> bytes:
+    """A log record: a JSON header line, then the batch's tables as Arrow IPC streams."""
+    parts = []
+    for table in (None if batch is None else batch.events,
+                  None if batch is None else batch.profiles):
+        if table is None:
+            parts.append(b"")
+            continue
+        sink = io.BytesIO()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        parts.append(sink.getvalue())
+    head = json.dumps({**header, "sizes": [len(p) for p in parts]}).encode() + b"\n"
+    return head + b"".join(parts)
+
+
+def _pack(records: list[bytes]) -> bytes:
+    return b"".join(len(r).to_bytes(8, "little") + r for r in records)
+
+
+def _unpack(data: bytes) -> list[bytes]:
+    out, pos = [], 0
+    while pos < len(data):
+        size = int.from_bytes(data[pos:pos + 8], "little")
+        out.append(data[pos + 8:pos + 8 + size])
+        pos += 8 + size
+    return out
+
+
+def _write_dir(target: Path, files: Mapping[str, bytes]) -> None:
+    """Replace directory ``target`` by one holding ``files``, atomically: written and
+    fsynced under a temporary name, then renamed over the old one."""
+    tmp = target.with_name(target.name + ".tmp")
+    old = target.with_name(target.name + ".old")
+    for leftover in (tmp, old):
+        if leftover.exists():
+            shutil.rmtree(leftover)
+    for name, data in files.items():
+        path = tmp / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    if target.exists():
+        target.rename(old)  # a crash now leaves .tmp and .old: _read_checkpoint takes .tmp
+    tmp.rename(target)
+    fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def _read_checkpoint(directory: Path) -> dict[str, Any] | None:
+    target = directory / "checkpoint"
+    if not target.exists():
+        # A crash between the two renames of `_write_dir`: the new one is complete.
+        tmp = target.with_name("checkpoint.tmp")
+        if tmp.exists() and target.with_name("checkpoint.old").exists():
+            tmp.rename(target)
+        else:
+            return None
+    state: dict[str, Any] = json.loads((target / "state.json").read_text())
+    state["batches"] = [_decode(r) for r in _unpack((target / "batches.bin").read_bytes())]
+    state["pending"] = [_decode(r) for r in _unpack((target / "pending.bin").read_bytes())]
+    return state
+
+
+def _decode(payload: bytes) -> tuple[dict[str, Any], Batch]:
+    end = payload.index(b"\n")
+    header = json.loads(payload[:end])
+    tables: list[pa.Table | None] = []
+    pos = end + 1
+    for size in header["sizes"]:
+        if size:
+            tables.append(pa.ipc.open_stream(io.BytesIO(payload[pos:pos + size])).read_all())
+        else:
+            tables.append(None)
+        pos += size
+    return header, Batch(tables[0], tables[1])
+
+
+_ = Iterator

@@ -1,0 +1,391 @@
+"""When time alone can next change a profile's memberships: exact timers for streaming.
+
+A definition reads the clock in three ways only: windows and periods anchored on ``now``
+(``occurs < 7 days before now``, ``today``), ``now`` itself compared with a value, and the
+calendar functions (``currentMonth()``, ``now.getYear()``). Every bound of a window or
+period is a non-decreasing function e(x) of the instant x (``x - 7 days``, the start of the
+day containing x). Between two events a profile's data are fixed, so its value can change
+only when some predicate ``t <= e(x)`` or ``t < e(x)`` over one of its data instants t flips,
+and each flips once, at the first x where e(x) reaches t (resp. t + 1). So after instant x0
+the next possible change is
+
+    min over bounds e, of min{x > x0 : e(x) >= v}, v the least t or t + 1 above e(x0),
+
+over the profile's data instants t: event times, timestamp and date fields, and the
+definition's timestamp literals. That is a superset of the instants where a membership
+changes (an event may lie outside every filter), so evaluating there is exact: nothing is
+approximated to a day or an hour. A bound ``x + c`` (fixed units) gives x = v - c directly;
+calendar units and periods are solved by a search over x. The calendar functions change at
+midnight UTC for every profile at once: a `Timers.daily` definition is re-evaluated for all
+profiles at each midnight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from engine import ir
+from engine.analysis import _CLOCK_CALLS
+from engine.timeops import (
+    BEFORE,
+    DAY_MS,
+    DIRECTIONS,
+    FOREVER_HI,
+    OPS,
+    UNITS,
+    add_units,
+    between_window,
+    civil_from_days,
+    days_from_civil,
+    on_window,
+    side_window,
+    window,
+)
+from store.columns import Column
+from store.profile_store import ProfileStore
+from store.schema import Kind
+
+__all__ = ["NEVER", "Timers", "next_changes"]
+
+NEVER = np.iinfo(np.int64).max  # no change with time alone
+_LAST = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: instants stop here
+_WEEK = -7  # a period unit code: weeks start on Monday, not on the epoch's Thursday
+
+# A spec (int64[17]) is a constant time condition or reference as numbers, so that numba
+# computes its bounds at any instant: form, op, amount, unit, direction, then two anchors
+# (the second only for ``between``) of six: kind, period offset, period unit, s, e, instant.
+_WITHIN, _BEFORE, _AFTER, _ON, _BETWEEN, _REFERENCE = range(6)
+_NOW, _PERIOD, _FIXED = 0, 1, 2  # anchor kinds: the clock, a period around it, a constant
+SPEC = 17
+
+
+@dataclass(frozen=True)
+class Timers:
+    """What makes a set of definitions change with time: their clock-anchored bounds (rows
+    of `bounds_at` specs), their timestamp literals, and whether a calendar function makes
+    them change at every midnight."""
+
+    specs: np.ndarray  # int64 (n, 8)
+    constants: np.ndarray  # int64 instants from literals
+    daily: bool
+
+    @property
+    def empty(self) -> bool:
+        return not len(self.specs) and not self.daily
+
+    @classmethod
+    def of(cls, exprs: Iterable[ir.Expr]) -> Timers:
+        specs: set[tuple[int, ...]] = set()
+        constants: set[int] = set()
+        daily = False
+        for expr in exprs:
+            parents = {id(c): n for n in ir.walk(expr) for c in ir.children(n)}
+            for n in ir.walk(expr):
+                if isinstance(n, ir.TimeCond):
+                    specs.update(_clock_specs(n))
+                elif isinstance(n, ir.Now):
+                    parent = parents.get(id(n))
+                    if isinstance(parent, ir.TimeCond):
+                        continue  # its spec covers it
+                    if isinstance(parent, ir.Compare | ir.Occurs):
+                        specs.add(spec_of(n))
+                    else:  # now.getYear() and the like: a calendar value
+                        daily = True
+                elif isinstance(n, ir.Call) and n.fn in _CLOCK_CALLS:
+                    daily = True
+                elif isinstance(n, ir.Literal) and n.kind.value == "timestamp":
+                    assert isinstance(n.value, int)
+                    constants.add(n.value)
+                elif isinstance(n, ir.Call) and n.fn == "date":
+                    day = _constant_day(n)
+                    if day is not None:
+                        constants.update((day * DAY_MS, day * DAY_MS + DAY_MS - 1))
+        rows = np.array(sorted(specs), np.int64).reshape(-1, SPEC)
+        return cls(rows, np.array(sorted(constants), np.int64), daily)
+
+
+def _constant_day(node: ir.Call) -> int | None:
+    from engine.timeops import day_number
+
+    args = [a.value if isinstance(a, ir.Literal) else None for a in node.args]
+    return day_number(*args) if len(args) == 3 else None
+
+
+def _anchor(node: ir.Node) -> tuple[int, ...] | None:
+    """An anchor's six numbers; None if it varies per profile or event."""
+    if isinstance(node, ir.Now):
+        return _NOW, 0, 0, 0, 0, 1
+    if isinstance(node, ir.Period):
+        unit = node.unit.value
+        return _PERIOD, node.offset, _WEEK if unit == "week" else UNITS[unit], 0, 0, 0
+    if isinstance(node, ir.Literal) and isinstance(node.value, int):
+        return _FIXED, 0, 0, node.value, node.value, 1
+    if isinstance(node, ir.Call) and node.fn == "date":
+        day = _constant_day(node)
+        if day is not None:
+            return _FIXED, 0, 0, day * DAY_MS, (day + 1) * DAY_MS, 0
+    return None
+
+
+_UNANCHORED = (_FIXED, 0, 0, 0, 0, 1)  # the data side of a condition: does not move
+
+
+def spec_of(node: ir.Node, *, strict: bool = False) -> tuple[int, ...]:
+    """The spec of a constant time condition (`engine.queries.constant_when`) or of a
+    constant reference (``now``, a period, a literal): what `bounds_at` computes.
+    An anchor that is data (an attribute, an event) is a fixed 0, or with ``strict`` an
+    error."""
+    if isinstance(node, ir.Within):
+        head: tuple[int, ...] = (_WITHIN, OPS[node.op], node.amount, UNITS[node.unit.value],
+                                 DIRECTIONS[node.direction])
+        anchors: list[ir.Node] = [node.anchor]
+    elif isinstance(node, ir.Side):
+        head = (_AFTER if node.direction == "after" else _BEFORE, 0, 0, 0, 0)
+        anchors = [node.anchor]
+    elif isinstance(node, ir.On):
+        head, anchors = (_ON, 0, 0, 0, 0), [node.anchor]
+    elif isinstance(node, ir.Between):
+        head, anchors = (_BETWEEN, 0, 0, 0, 0), [node.lo, node.hi]
+    else:
+        head, anchors = (_REFERENCE, 0, 0, 0, 0), [node]
+    found = [_anchor(a) for a in anchors]
+    if strict and None in found:
+        raise ValueError(f"not a constant time condition: {node!r}")
+    parts = [f or _UNANCHORED for f in found]
+    return (*head, *parts[0], *(parts[1] if len(parts) > 1 else _UNANCHORED))
+
+
+def _clock_specs(when: ir.TimeCond) -> list[tuple[int, ...]]:
+    """The spec of a time condition whose bounds move with the clock, if they do (an
+    anchor that is data (an attribute, an event) stands still: its side never moves)."""
+    anchors = [when.lo, when.hi] if isinstance(when, ir.Between) else [when.anchor]  # type: ignore[attr-defined]
+    if not any(isinstance(a, ir.Now | ir.Period) for a in anchors):
+        return []
+    return [spec_of(when)]
+
+
+# ------------------------------------------------------------------ bounds as functions of x
+
+_jit = numba.njit(cache=True)
+
+
+@_jit
+def _period(offset: int, unit: int, x: int) -> tuple[int, int]:
+    """`engine.timeops.period_bounds` with a unit code (numba has no strings here)."""
+    if unit == _WEEK:
+        days = x // DAY_MS
+        monday = days - (days + 3) % 7
+        start = (monday + 7 * offset) * DAY_MS
+        return start, start + 7 * DAY_MS
+    if unit < 0:
+        y, m, _ = civil_from_days(x // DAY_MS)
+        if unit == -12:
+            return (days_from_civil(y + offset, 1, 1) * DAY_MS,
+                    days_from_civil(y + offset + 1, 1, 1) * DAY_MS)
+        months = y * 12 + (m - 1) + offset
+        y2 = months // 12
+        m2 = months - y2 * 12 + 1
+        start = days_from_civil(y2, m2, 1) * DAY_MS
+        return start, add_units(start, 1, -1)
+    start = (x // unit + offset) * unit
+    return start, start + unit
+
+
+@_jit
+def _reference(spec: np.ndarray, at: int, x: int) -> tuple[int, int, bool]:
+    """(s, e, instant) of the anchor at ``spec[at:at + 6]`` with the clock at ``x``."""
+    kind = spec[at]
+    if kind == _NOW:
+        return x, x, True
+    if kind == _PERIOD:
+        s, e = _period(spec[at + 1], spec[at + 2], x)
+        return s, e, False
+    return spec[at + 3], spec[at + 4], spec[at + 5] != 0
+
+
+@_jit
+def bounds_at(spec: np.ndarray, x: int) -> tuple[int, int, int, int, int, int, int, int,
+                                                   int, int]:
+    """The ten window ends (five lo, hi pairs) of a spec with the clock at ``x`` (for
+    `_REFERENCE`: s and e of the reference, then empty pairs)."""
+    s, e, inst = _reference(spec, 5, x)
+    form = spec[0]
+    if form == _WITHIN:
+        return window(spec[1], spec[2], spec[3], spec[4], s, e, inst)
+    if form == _BEFORE:
+        return side_window(False, s, e, inst)
+    if form == _AFTER:
+        return side_window(True, s, e, inst)
+    if form == _ON:
+        return on_window(s, e, inst)
+    if form == _BETWEEN:
+        s2, e2, inst2 = _reference(spec, 11, x)
+        return between_window(s, e, inst, s2, e2, inst2)
+    return s, e, 1, 0, 1, 0, 1, 0, 1, 0
+
+
+@numba.njit(cache=True, parallel=False)
+def bind_rows(spec: np.ndarray, nows: np.ndarray, kind: int) -> np.ndarray:
+    """Per instant of ``nows``, what `engine.binding` binds for an argument of this spec
+    at that instant: kind 0 the five windows (10 values), 1 their hull (lo, hi), 2 the
+    reference's (s, e)."""
+    width = 10 if kind == 0 else 2
+    out = np.empty((len(nows), width), np.int64)
+    for r in range(len(nows)):
+        w = bounds_at(spec, nows[r])
+        if kind == 0:
+            for k in range(10):
+                out[r, k] = w[k]
+        elif kind == 2:
+            out[r, 0] = w[0]
+            out[r, 1] = w[1]
+        else:
+            lo, hi = FOREVER_HI, -FOREVER_HI
+            for k in range(5):
+                if w[2 * k] <= w[2 * k + 1]:
+                    lo = min(lo, w[2 * k])
+                    hi = max(hi, w[2 * k + 1])
+            if lo > hi:
+                lo, hi = 1, 0
+            out[r, 0] = lo
+            out[r, 1] = hi
+    return out
+
+
+@_jit
+def _first_reaching(spec: np.ndarray, k: int, x0: int, v: int) -> int:
+    """min{x > x0 : bound k at x >= v}, by doubling then bisection (bounds never decrease)."""
+    lo = x0  # bound(lo) < v
+    step = 1000
+    hi = x0 + step
+    while bounds_at(spec, hi)[k] < v:
+        lo = hi
+        if hi >= _LAST:
+            return NEVER
+        step *= 2
+        hi = min(x0 + step, _LAST)
+    while hi - lo > 1:
+        mid = lo + (hi - lo) // 2
+        if bounds_at(spec, mid)[k] >= v:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+@_jit
+def _scan(offsets: np.ndarray, values: np.ndarray, valid: np.ndarray,  # noqa: PLR0917 (numba)
+          is_sorted: bool, scale: int, shift: int, x0s: np.ndarray, specs: np.ndarray,
+          how: np.ndarray, out: np.ndarray) -> None:
+    """Lower ``out[p]`` to profile p's next change instant after ``x0s[p]`` from the data
+    instants ``values[offsets[p]:offsets[p + 1]] * scale + shift`` (where ``valid``).
+
+    ``how[s, k]`` says how bound k of spec s moves: 0 never, 1 as x + c, 2 otherwise
+    (searched)."""
+    whole = len(valid) == 0
+    plain = is_sorted and whole and scale == 1 and shift == 0
+    for p in range(len(offsets) - 1):
+        lo, hi = offsets[p], offsets[p + 1]
+        if lo == hi:
+            continue
+        x0 = x0s[p]
+        best = out[p]
+        for s in range(len(specs)):
+            ends = bounds_at(specs[s], x0)
+            for k in range(10):
+                if how[s, k] == 0:
+                    continue
+                e = ends[k]
+                v = NEVER  # the least t or t + 1 above e
+                if plain:
+                    i = lo + np.searchsorted(values[lo:hi], e)
+                    if i < hi:
+                        v = values[i] if values[i] > e else e + 1
+                else:
+                    for i in range(lo, hi):
+                        if not whole and not valid[i]:
+                            continue
+                        t = values[i] * scale + shift
+                        if t > e:
+                            v = min(v, t)
+                        elif t == e:
+                            v = min(v, e + 1)
+                if v == NEVER:
+                    continue
+                x = v - (e - x0) if how[s, k] == 1 else _first_reaching(specs[s], k, x0, v)
+                if x0 < x < best:
+                    best = x
+        out[p] = best
+
+
+def _how(specs: np.ndarray) -> np.ndarray:
+    """How each bound moves: 0 never (unused pieces, FOREVER ends, a fixed side of a
+    ``between``), 1 as x + c (anchored on ``now``, fixed units), 2 otherwise (periods step
+    at calendar boundaries; months and years clamp days)."""
+    how = np.zeros((len(specs), 10), np.int8)
+    x0 = 1_700_000_000_000
+    far = 400 * DAY_MS  # longer than any period: a bound that moves has moved by then
+    for s, spec in enumerate(specs):
+        now = np.array(bounds_at(spec, x0), np.int64)
+        later = np.array(bounds_at(spec, x0 + far), np.int64)
+        linear = (spec[5] != _PERIOD and spec[11] != _PERIOD
+                  and (spec[0] != _WITHIN or spec[3] > 0))
+        how[s] = np.where(later == now, 0, 1 if linear else 2)
+    return how
+
+
+def next_changes(store: ProfileStore, timers: Timers, x0: int | np.ndarray) -> np.ndarray:
+    """Per profile of ``store``, the next instant after ``x0`` (one instant, or one per
+    profile) at which time alone can change a value of the definitions ``timers``
+    describes (`NEVER` if none; the daily changes of calendar functions aside)."""
+    n = len(store)
+    out = np.full(n, NEVER, np.int64)
+    specs = timers.specs
+    if not len(specs):
+        return out
+    how = _how(specs)
+    x0s = np.broadcast_to(np.asarray(x0, np.int64), (n,)).copy()
+    none = np.zeros(0, np.bool_)
+
+    def scan(offsets: np.ndarray, values: np.ndarray, valid: np.ndarray | None,
+             is_sorted: bool, *, scale: int = 1, shift: int = 0) -> None:
+        _scan(np.asarray(offsets, np.int64), np.asarray(values, np.int64),
+              none if valid is None else np.asarray(valid, np.bool_), is_sorted,
+              scale, shift, x0s, specs, how, out)
+
+    for col in store.profiles.values():
+        _scan_column(scan, np.arange(n + 1, dtype=np.int64), col)
+    if len(timers.constants):
+        # The literals are data of every profile: the same instants for each.
+        offsets = np.arange(n + 1, dtype=np.int64) * len(timers.constants)
+        scan(offsets, np.tile(timers.constants, n), None, False)
+    for part in store.events.partitions:
+        scan(part.offsets, part.time, None, True)
+        for col in part.columns.values():
+            _scan_column(scan, part.offsets, col)
+    return out
+
+
+def _scan_column(scan: Callable[..., None], offsets: np.ndarray, col: Column) -> None:
+    """Scan a timestamp or date column (the rest hold no instants)."""
+    kind = col.dtype.kind
+    if col.dtype.is_list or kind not in (Kind.TIMESTAMP, Kind.DATE):
+        return
+    if col.offsets is not None:  # pragma: no cover - lists are skipped above
+        return
+    if kind is Kind.TIMESTAMP:
+        scan(offsets, col.values, col.valid, False)
+    else:  # a day stands for its first and last millisecond
+        scan(offsets, col.values, col.valid, False, scale=DAY_MS)
+        scan(offsets, col.values, col.valid, False, scale=DAY_MS, shift=DAY_MS - 1)
+
+
+def next_midnight(x: int) -> int:
+    return (x // DAY_MS + 1) * DAY_MS
+
+
+_ = (BEFORE, FOREVER_HI)
