@@ -30,10 +30,37 @@ _NUMPY = {"int": np.int64, "float": np.float64, "bool": np.bool_, "timestamp": n
 
 
 def bind(args: tuple[Arg, ...], store: ProfileStore, now_ms: int | np.ndarray,
-         segments: Mapping[str, np.ndarray], cache: dict[Any, Any]) -> list[Any]:
+         segments: Mapping[str, np.ndarray], cache: dict[Any, Any], *,
+         shared: dict[Any, Any] | None = None) -> list[Any]:
     """The values of ``args`` for a run at ``now_ms`` (an instant per profile for a
-    timeline kernel, `engine.codegen.assemble`); store-only values are cached."""
-    return [_value(a, store, now_ms, segments, cache) for a in args]
+    timeline kernel, `engine.codegen.assemble`); store-only values are cached in
+    ``cache``, and values that do not depend on the store (parameters, constant arrays,
+    windows at one instant) in ``shared``, which may outlive the store: a streaming session
+    binds the same kernel to a new small store on every call."""
+    if shared is None:
+        return [_value(a, store, now_ms, segments, cache) for a in args]
+    out = []
+    for a in args:
+        key = _shared_key(a, now_ms)
+        if key is None:
+            out.append(_value(a, store, now_ms, segments, cache))
+        else:
+            found = shared.get(key)
+            if found is None:
+                found = shared[key] = _value(a, store, now_ms, segments, cache)
+            out.append(found)
+    return out
+
+
+_STORELESS = ("param", "array", "window", "window_bounds", "period")
+
+
+def _shared_key(a: Arg, now_ms: Any) -> tuple[Any, ...] | None:
+    """The key of a value that depends on the instant at most, else None."""
+    kind = a.ref[0] if a.kind == "stack" else a.kind
+    if kind not in _STORELESS or isinstance(now_ms, np.ndarray):
+        return None
+    return (a.kind, a.ref, now_ms if kind in _TIMED_ROWS else None)
 
 
 def _value(a: Arg, store: ProfileStore, now_ms: Any, segments: Mapping[str, np.ndarray],

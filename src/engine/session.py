@@ -155,6 +155,7 @@ class Engine:
         self._store_layout: Layout | None = None
         self._other_sources: dict[Any, KernelSource] = {}
         self._groups: list[list[str]] | None = None  # by `groups`; reset by define
+        self._shared_bound: dict[Any, Any] = {}  # bound values no store changes (binding)
 
     @property
     def names(self) -> list[str]:
@@ -351,7 +352,10 @@ class Engine:
             else:
                 ks = self._source_for(None if same else store, group, timeline)
             kernel = compile_kernel(ks.source)
-            values = bind(ks.args, store, now if timeline else int(now), out, cache)
+            if len(self._shared_bound) > 50_000:
+                self._shared_bound.clear()
+            values = bind(ks.args, store, now if timeline else int(now), out, cache,
+                          shared=self._shared_bound)
             rows = np.zeros((len(group), max(n, 1)), np.uint8)
             kernel(0, n, now, rows, *values)
             for k, name in enumerate(ks.segments):

@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 from pyroaring import BitMap
 
 from engine.analysis import analyze
-from engine.timers import NEVER, Timers, next_changes, next_midnight
+from engine.timers import NEVER, Timers, candidates, next_changes, next_midnight
 from store.delta import Batch, normalize_batch
 from store.profile_store import ProfileStore
 from store.subset import Subset, subset
@@ -349,20 +349,67 @@ class StreamSession:
         return changes
 
     def _timeline(self, limit: int) -> list[MembershipChange]:
-        """Fire every timer up to ``limit`` with no held event or midnight before it: each
-        round evaluates every due profile at its own next instant in one kernel call (a
-        timeline kernel), then reschedules them; profiles due again go to the next round.
-        Changes come out in time order."""
+        """Fire every timer up to ``limit``, with no held event or midnight before it.
+
+        No data changes meanwhile, so every instant at which a due profile may change is
+        known now (`engine.timers.candidates`): the profiles are repeated, a row per
+        (profile, instant), and evaluated in one timeline kernel call per chunk, each row
+        at its own instant; a change is where a row differs from the one before it (the
+        profile's state at the clock for its first). Changes come out in time order."""
+        due, first = self._schedule.pop_until(limit)
+        if not len(due):
+            self.clock = max(self.clock, limit)
+            return []
+        sub = subset(self.store, due)
+        rows, at = candidates(sub.store, self._timers, first - 1, limit)
         names = list(self._timed)
         changes: list[MembershipChange] = []
-        while True:
-            due, at = self._schedule.pop_until(limit)
-            if not len(due):
-                break
-            changes += self._evaluate(subset(self.store, due), names, at)
+        for part in _chunks(rows, _history_sizes(sub.store)[rows]):
+            repeated = subset(sub.store, rows[part], repeats=True)
+            index = sub.index[rows[part]]
+            seen = Subset(repeated.store, index, len(index))
+            masks = self._engine.evaluate_subset(repeated.store, names, at[part],
+                                                  self._outside(seen, names))
+            changes += self._runs(seen, names, masks, at[part], sub.store.keys)
+        nxt = next_changes(sub.store, self._timers, limit)
+        self._next[sub.index] = nxt
+        self._schedule.update(sub.index, nxt)
         self.clock = max(self.clock, limit)
         changes.sort(key=lambda c: c.at)
         return changes
+
+    def _runs(self, seen: Subset, names: list[str], masks: Mapping[str, np.ndarray],
+              at: np.ndarray, keys: pa.Array) -> list[MembershipChange]:
+        """Changes along rows that are one profile at successive instants (rows of a
+        profile consecutive); each profile's state becomes its last row's."""
+        index = seen.index
+        m = len(index)
+        starts = np.ones(m, bool)
+        starts[1:] = index[1:] != index[:-1]
+        last = np.ones(m, bool)
+        last[:-1] = starts[1:]
+        key_of = dict(zip(np.unique(index).tolist(), _keys_of(self.store, np.unique(index))
+                          .to_pylist(), strict=True))
+        out: list[MembershipChange] = []
+        for n in names:
+            state = np.asarray(masks[n][:m], np.uint8)
+            dense = self._dense[self._row[n]]
+            before = np.empty(m, np.uint8)
+            before[1:] = state[:-1]
+            before[starts] = dense[index[starts]]
+            flips = np.flatnonzero(state != before)
+            if not len(flips):
+                continue
+            bm = self._members[n]
+            for r in flips.tolist():
+                idx = int(index[r])
+                status = "realized" if state[r] else "exited"
+                out.append(MembershipChange(key_of[idx], n, status, instant(int(at[r])), idx))
+            ends = index[last]
+            dense[ends] = state[last]
+            bm |= BitMap(ends[state[last] == 1].astype(np.uint32))
+            bm -= BitMap(ends[state[last] == 0].astype(np.uint32))
+        return out
 
     def _evaluate_all(self, names: set[str], at: int) -> list[MembershipChange]:
         """Every profile, for the definitions that change at midnight."""
@@ -483,6 +530,28 @@ class _Schedule:
             if self.next[p] == at:
                 out.append(p)
         return np.unique(np.array(out, np.int64))
+
+
+_CHUNK_EVENTS = 1 << 22  # event rows one timeline call may repeat, at most (~100 MB)
+
+
+def _history_sizes(store: ProfileStore) -> np.ndarray:
+    """Events per profile, all partitions."""
+    sizes = np.zeros(len(store), np.int64)
+    for part in store.events.partitions:
+        sizes += np.diff(np.asarray(part.offsets, np.int64)).astype(np.int64)
+    return sizes
+
+
+def _chunks(rows: np.ndarray, cost: np.ndarray) -> Iterator[np.ndarray]:
+    """Consecutive slices of ``rows`` costing at most `_CHUNK_EVENTS` each (at least a row)."""
+    total = np.cumsum(cost + 1)
+    start = 0
+    while start < len(rows):
+        base = total[start - 1] if start else 0
+        stop = max(start + 1, int(np.searchsorted(total, base + _CHUNK_EVENTS, "right")))
+        yield np.arange(start, min(stop, len(rows)))
+        start = stop
 
 
 def _referrers(facts: Mapping[str, Any]) -> dict[str, list[str]]:
@@ -617,4 +686,3 @@ def _decode(payload: bytes) -> tuple[dict[str, Any], Batch]:
     return header, Batch(tables[0], tables[1])
 
 
-_ = Iterator

@@ -22,6 +22,7 @@ profiles at each midnight.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -63,7 +64,7 @@ _NOW, _PERIOD, _FIXED = 0, 1, 2  # anchor kinds: the clock, a period around it, 
 SPEC = 17
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Timers:
     """What makes a set of definitions change with time: their clock-anchored bounds (rows
     of `bounds_at` specs), their timestamp literals, and whether a calendar function makes
@@ -76,6 +77,11 @@ class Timers:
     @property
     def empty(self) -> bool:
         return not len(self.specs) and not self.daily
+
+    @functools.cached_property
+    def how(self) -> np.ndarray:
+        """How each bound of each spec moves (`_how`)."""
+        return _how(self.specs)
 
     @classmethod
     def of(cls, exprs: Iterable[ir.Expr]) -> Timers:
@@ -296,24 +302,37 @@ def _scan(offsets: np.ndarray, values: np.ndarray, valid: np.ndarray,  # noqa: P
         best = out[p]
         for s in range(len(specs)):
             ends = bounds_at(specs[s], x0)
+            spec_form = specs[s][0]
             for k in range(10):
                 if how[s, k] == 0:
                     continue
                 e = ends[k]
-                v = NEVER  # the least t or t + 1 above e
+                # The least threshold above e: t for a window's upper end (odd k), t + 1
+                # for its lower end, either for a reference (see `_collect`).
+                low = spec_form != _REFERENCE and k % 2 == 0
+                high = spec_form != _REFERENCE and k % 2 == 1
+                v = NEVER
                 if plain:
-                    i = lo + np.searchsorted(values[lo:hi], e)
+                    i = lo + np.searchsorted(values[lo:hi], e)  # the first t >= e
                     if i < hi:
-                        v = values[i] if values[i] > e else e + 1
+                        t = values[i]
+                        if low or (not high and t == e):
+                            v = t + 1
+                        elif t > e:
+                            v = t
+                        elif i + 1 < hi:  # an upper end at t == e: the next t above
+                            j = lo + np.searchsorted(values[lo:hi], e, side="right")
+                            if j < hi:
+                                v = values[j]
                 else:
                     for i in range(lo, hi):
                         if not whole and not valid[i]:
                             continue
                         t = values[i] * scale + shift
-                        if t > e:
+                        if t > e and not low:
                             v = min(v, t)
-                        elif t == e:
-                            v = min(v, e + 1)
+                        if t + 1 > e and not high:
+                            v = min(v, t + 1)
                 if v == NEVER:
                     continue
                 x = v - (e - x0) if how[s, k] == 1 else _first_reaching(specs[s], k, x0, v)
@@ -347,26 +366,121 @@ def next_changes(store: ProfileStore, timers: Timers, x0: int | np.ndarray) -> n
     specs = timers.specs
     if not len(specs):
         return out
-    how = _how(specs)
+    how = timers.how
     x0s = np.broadcast_to(np.asarray(x0, np.int64), (n,)).copy()
-    none = np.zeros(0, np.bool_)
+    for offsets, values, valid, is_sorted, scale, shift in _sources(store, timers):
+        _scan(offsets, values, valid, is_sorted, scale, shift, x0s, specs, how, out)
+    return out
 
-    def scan(offsets: np.ndarray, values: np.ndarray, valid: np.ndarray | None,
-             is_sorted: bool, *, scale: int = 1, shift: int = 0) -> None:
-        _scan(np.asarray(offsets, np.int64), np.asarray(values, np.int64),
-              none if valid is None else np.asarray(valid, np.bool_), is_sorted,
-              scale, shift, x0s, specs, how, out)
+
+@_jit
+def _collect(offsets: np.ndarray, values: np.ndarray, valid: np.ndarray,  # noqa: PLR0917 (numba)
+             is_sorted: bool, scale: int, shift: int, x0s: np.ndarray, limit: int,
+             specs: np.ndarray, how: np.ndarray, counts: np.ndarray, pos: np.ndarray,
+             out: np.ndarray, fill: bool) -> None:
+    """Every instant in (x0s[p], limit] at which a bound of profile p reaches one of its
+    data instants: counted into ``counts[p]``, or with ``fill`` written at ``out[pos[p]]``
+    on (the same traversal twice: count, allocate, fill).
+
+    A window's lower end k (even) flips ``lo <= t`` when it reaches t + 1, its upper end
+    (odd) ``t <= hi`` when it reaches t; a reference (a period's [s, e), ``now`` compared
+    with a value) may be compared either way: both."""
+    whole = len(valid) == 0
+    plain = is_sorted and whole and scale == 1 and shift == 0
+    for p in range(len(offsets) - 1):
+        lo, hi = offsets[p], offsets[p + 1]
+        if lo == hi:
+            continue
+        x0 = x0s[p]
+        for s in range(len(specs)):
+            spec = specs[s]
+            start, stop = bounds_at(spec, x0), bounds_at(spec, limit)
+            for k in range(10):
+                if how[s, k] == 0:
+                    continue
+                e0, e1 = start[k], stop[k]
+                if e1 <= e0:
+                    continue
+                first = lo + np.searchsorted(values[lo:hi], e0) if plain else lo
+                for i in range(first, hi):
+                    if not whole and not valid[i]:
+                        continue
+                    t = values[i] * scale + shift
+                    if plain and t > e1:
+                        break
+                    for v in (t, t + 1):
+                        if not (e0 < v <= e1):
+                            continue
+                        if spec[0] != _REFERENCE and (v == t) == (k % 2 == 0):
+                            continue  # the other side of a window's end
+                        x = v - (e0 - x0) if how[s, k] == 1 else _first_reaching(spec, k, x0, v)
+                        if x <= x0 or x > limit:
+                            continue
+                        if fill:
+                            out[pos[p]] = x
+                            pos[p] += 1
+                        else:
+                            counts[p] += 1
+
+
+def candidates(store: ProfileStore, timers: Timers, x0: np.ndarray, limit: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Every instant in (x0[p], limit] at which time alone may change profile p of
+    ``store`` (its data fixed): (profile rows, instants), sorted, without repeats. The
+    instants where `next_changes` would land, one after another, all at once."""
+    n = len(store)
+    specs = timers.specs
+    none_rows = np.zeros(0, np.int64)
+    if not len(specs) or not n:
+        return none_rows, none_rows
+    how = timers.how
+    x0s = np.asarray(x0, np.int64)
+    counts = np.zeros(n, np.int64)
+    sources = _sources(store, timers)
+    for fill in (False, True):
+        if fill:
+            starts = np.concatenate([[0], np.cumsum(counts)])
+            pos = starts[:-1].copy()
+            out = np.empty(int(starts[-1]), np.int64)
+        else:
+            pos = out = none_rows
+        for offsets, values, valid, is_sorted, scale, shift in sources:
+            _collect(offsets, values, valid, is_sorted, scale, shift, x0s, limit, specs, how,
+                     counts, pos, out, fill)
+    rows = np.repeat(np.arange(n, dtype=np.int64), counts)
+    order = np.lexsort((out, rows))
+    rows, out = rows[order], out[order]
+    keep = np.ones(len(out), bool)
+    keep[1:] = (rows[1:] != rows[:-1]) | (out[1:] != out[:-1])
+    return rows[keep], out[keep]
+
+
+_Source = tuple[np.ndarray, np.ndarray, np.ndarray, bool, int, int]
+
+
+def _sources(store: ProfileStore, timers: Timers) -> list[_Source]:
+    """The data instants of each profile: (offsets, values, valid, sorted, scale, shift)
+    per event time, timestamp or date column (a day: its first and last millisecond), and
+    the definitions' literals as every profile's."""
+    n = len(store)
+    none = np.zeros(0, np.bool_)
+    out: list[_Source] = []
+
+    def add(offsets: np.ndarray, values: np.ndarray, valid: np.ndarray | None,
+            is_sorted: bool, *, scale: int = 1, shift: int = 0) -> None:
+        out.append((np.asarray(offsets, np.int64), np.asarray(values, np.int64),
+                    none if valid is None else np.asarray(valid, np.bool_), is_sorted,
+                    scale, shift))
 
     for col in store.profiles.values():
-        _scan_column(scan, np.arange(n + 1, dtype=np.int64), col)
+        _scan_column(add, np.arange(n + 1, dtype=np.int64), col)
     if len(timers.constants):
-        # The literals are data of every profile: the same instants for each.
         offsets = np.arange(n + 1, dtype=np.int64) * len(timers.constants)
-        scan(offsets, np.tile(timers.constants, n), None, False)
+        add(offsets, np.tile(timers.constants, n), None, False)
     for part in store.events.partitions:
-        scan(part.offsets, part.time, None, True)
+        add(part.offsets, part.time, None, True)
         for col in part.columns.values():
-            _scan_column(scan, part.offsets, col)
+            _scan_column(add, part.offsets, col)
     return out
 
 

@@ -98,6 +98,7 @@ def subset(
     like: Layout | None = None,
     time_units: Mapping[str, str] | None = None,
     assume_tz: str = "UTC",
+    repeats: bool = False,
 ) -> Subset:
     """The profiles ``profiles`` of ``store`` (base and delta) with new data appended.
 
@@ -115,6 +116,10 @@ def subset(
 
     ``like``: the layout to produce (default: ``layout(store)``), e.g. a widened layout
     the caller already has kernels for; it must describe a store of the same schema.
+
+    ``repeats``: ``profiles`` may name a profile more than once (each copy is a row, e.g.
+    to evaluate one profile at several instants in one kernel call); only for a store with
+    no delta and no new data, whose rows are all in its base.
     """
     extra = list(batches)
     if events is not None or attributes is not None:
@@ -131,7 +136,9 @@ def subset(
             index = np.unique(np.concatenate(touched)) if touched else np.zeros(0, np.int64)
             selected = int(np.count_nonzero(index < known))
         else:
-            chosen = _chosen(profiles, known)
+            if repeats and (state.batches or extra):
+                raise ValueError("repeats=True needs a store without delta or new data")
+            chosen = _chosen(profiles, known, repeats=repeats)
             index = np.concatenate([chosen, np.arange(known, numbering.total, dtype=np.int64)])
             selected = len(chosen)
         row_of = _RowOf(index)
@@ -162,7 +169,8 @@ def _table(rows: Rows | None) -> pa.Table | None:
     return rows
 
 
-def _chosen(profiles: Sequence[int] | np.ndarray, known: int) -> np.ndarray:
+def _chosen(profiles: Sequence[int] | np.ndarray, known: int, *, repeats: bool = False
+            ) -> np.ndarray:
     chosen = np.asarray(profiles)
     if chosen.ndim != 1 or not (chosen.size == 0 or np.issubdtype(chosen.dtype, np.integer)):
         raise ValueError("profiles must be a 1-D array of profile indices")
@@ -171,7 +179,7 @@ def _chosen(profiles: Sequence[int] | np.ndarray, known: int) -> np.ndarray:
     if len(bad):
         raise IndexError(f"profile index {chosen[bad[0]]} is out of range: the store has {known} "
                          "profiles (base and delta); give new profiles as keys in the new data")
-    if len(np.unique(chosen)) != len(chosen):
+    if not repeats and len(np.unique(chosen)) != len(chosen):
         raise ValueError("profiles holds an index twice")
     return chosen
 
@@ -371,7 +379,9 @@ def _state(store: ProfileStore) -> _State:
     batches = store.delta.batches
     if (state is None or state.keys is not store.keys or state.delta is not store.delta
             or len(batches) < len(state.batches)
-            or any(a is not b for a, b in zip(state.batches, batches, strict=False))):
+            or (state.batches and batches[len(state.batches) - 1] is not state.batches[-1])):
+        # Batches are only ever appended (a session appends one per ingest): the last one
+        # seen still in place means the rest are too, without a walk over all of them.
         state = _State(store.keys, store.delta, layout(store), _Numbering(store),
                        len(store.events))
         _STATES[store] = state
