@@ -42,17 +42,41 @@ def bind(args: tuple[Arg, ...], store: ProfileStore, now_ms: int | np.ndarray,
     out = []
     for a in args:
         key = _shared_key(a, now_ms)
-        if key is None:
-            out.append(_value(a, store, now_ms, segments, cache))
-        else:
+        if key is not None:
             found = shared.get(key)
             if found is None:
                 found = shared[key] = _value(a, store, now_ms, segments, cache)
             out.append(found)
+            continue
+        sources = _dictionaries(a, store, cache)
+        if sources is None:
+            out.append(_value(a, store, now_ms, segments, cache))
+            continue
+        # A value computed from string dictionaries only: reused while the store's
+        # columns hold the same dictionary objects (a subset picks one object per set of
+        # strings; the entry keeps them alive, so their ids are not reused meanwhile).
+        key = (a.kind, a.ref, *map(id, sources))
+        hit = shared.get(key)
+        if hit is None or any(x is not y for x, y in zip(hit[0], sources, strict=True)):
+            hit = shared[key] = (sources, _value(a, store, now_ms, segments, cache))
+        out.append(hit[1])
     return out
 
 
 _STORELESS = ("param", "array", "window", "window_bounds", "period")
+# Kinds computed from the dictionaries of their first reference (translate: two).
+_FROM_DICTIONARY = ("code", "string_in", "string_test", "dictionary_size", "regex_map",
+                    "chars", "char_offsets", "translate")
+
+
+def _dictionaries(a: Arg, store: ProfileStore, cache: dict[Any, Any]
+                  ) -> tuple[pa.Array, ...] | None:
+    """The dictionaries a value of ``a`` is computed from, if that is all it reads."""
+    kind, ref = (a.ref[0], a.ref[1][0]) if a.kind == "stack" else (a.kind, a.ref)
+    if kind not in _FROM_DICTIONARY:
+        return None
+    sources = ref[:2] if kind == "translate" else ref[:1]
+    return tuple(dictionary_of(store, r, cache) for r in sources)
 
 
 def _shared_key(a: Arg, now_ms: Any) -> tuple[Any, ...] | None:
