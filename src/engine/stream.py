@@ -93,7 +93,9 @@ class StreamSession:
         self._referrers = _referrers(facts)
         timed = self._closure({n for n, f in facts.items() if f.time_dependent})
         self._timed = [n for n in self._names if n in timed]
-        self._timers = Timers.of(exprs[n] for n in self._timed)
+        read = [facts[n].event_types for n in self._timed]
+        types = None if None in read else frozenset().union(*read)  # type: ignore[arg-type]
+        self._timers = Timers.of((exprs[n] for n in self._timed), types)
         self._daily = self._closure({n for n in self._timed if Timers.of([exprs[n]]).daily})
         self._pending: list[tuple[int, int, pa.Table]] = []  # (time, arrival, events)
         self._arrivals = 0

@@ -70,9 +70,10 @@ class Timers:
     of `bounds_at` specs), their timestamp literals, and whether a calendar function makes
     them change at every midnight."""
 
-    specs: np.ndarray  # int64 (n, 8)
+    specs: np.ndarray  # int64 (n, SPEC)
     constants: np.ndarray  # int64 instants from literals
     daily: bool
+    types: frozenset[str] | None = None  # event types whose times matter (None: all)
 
     @property
     def empty(self) -> bool:
@@ -84,7 +85,9 @@ class Timers:
         return _how(self.specs)
 
     @classmethod
-    def of(cls, exprs: Iterable[ir.Expr]) -> Timers:
+    def of(cls, exprs: Iterable[ir.Expr], types: frozenset[str] | None = None) -> Timers:
+        """The timers of ``exprs``; ``types``: the event types they read (`engine.analyze`;
+        None: any), whose event times are the only ones that can matter."""
         specs: set[tuple[int, ...]] = set()
         constants: set[int] = set()
         daily = False
@@ -111,7 +114,7 @@ class Timers:
                     if day is not None:
                         constants.update((day * DAY_MS, day * DAY_MS + DAY_MS - 1))
         rows = np.array(sorted(specs), np.int64).reshape(-1, SPEC)
-        return cls(rows, np.array(sorted(constants), np.int64), daily)
+        return cls(rows, np.array(sorted(constants), np.int64), daily, types)
 
 
 def _constant_day(node: ir.Call) -> int | None:
@@ -478,6 +481,9 @@ def _sources(store: ProfileStore, timers: Timers) -> list[_Source]:
         offsets = np.arange(n + 1, dtype=np.int64) * len(timers.constants)
         add(offsets, np.tile(timers.constants, n), None, False)
     for part in store.events.partitions:
+        if timers.types is not None and part.types is not None and not (
+                timers.types & set(part.types)):
+            continue  # events no timed definition reads
         add(part.offsets, part.time, None, True)
         for col in part.columns.values():
             _scan_column(add, part.offsets, col)
