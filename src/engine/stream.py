@@ -23,6 +23,7 @@ at the clock, over the store with every applied batch appended (`ProfileStore.co
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import heapq
 import io
 import json
@@ -68,8 +69,9 @@ class MembershipChange:
                 "at": self.at.isoformat(timespec="milliseconds").replace("+00:00", "Z")}
 
 
+@functools.lru_cache(maxsize=4096)  # the changes of one call mostly share their instant
 def instant(ms: int) -> dt.datetime:
-    return _EPOCH + dt.timedelta(milliseconds=int(ms))
+    return _EPOCH + dt.timedelta(milliseconds=ms)
 
 
 class StreamSession:
@@ -130,7 +132,6 @@ class StreamSession:
             members = np.fromiter(self._members[n], np.int64, len(self._members[n]))
             self._dense[self._row[n], members] = 1
         self._next = next_changes(self._engine.store, self._timers, self.clock)
-        self._schedule = _Schedule(self._next)
         self._grow(self.size)
         if self.store.delta:  # the engine's runs read the base only
             base = len(self.store.keys)
@@ -257,7 +258,6 @@ class StreamSession:
         changes = self._diff(sub, names, masks, at)
         nxt = next_changes(sub.store, self._timers, at)
         self._next[sub.index] = nxt
-        self._schedule.update(sub.index, nxt)
         return changes
 
     def _outside(self, sub: Subset, names: list[str]) -> dict[str, np.ndarray]:
@@ -290,7 +290,8 @@ class StreamSession:
                 else:
                     bm.discard(idx)
                     status = "exited"
-                changes.append(MembershipChange(keys[row], n, status, instant(when[row]), idx))
+                changes.append(MembershipChange(keys[row], n, status, instant(int(when[row])),
+                                                idx))
         return changes
 
     def _grow(self, total: int) -> None:
@@ -298,7 +299,6 @@ class StreamSession:
         if total > len(self._next):
             extra = np.full(total - len(self._next), NEVER, np.int64)
             self._next = np.concatenate([self._next, extra])
-            self._schedule.grow(self._next)
         if total > self._dense.shape[1]:  # doubling, so growth costs O(1) a profile
             dense = np.zeros((len(self._names), max(total, 2 * self._dense.shape[1])), np.uint8)
             dense[:, :self._dense.shape[1]] = self._dense
@@ -322,7 +322,8 @@ class StreamSession:
     def next_change(self) -> int | None:
         """The next instant (epoch ms) at which time alone, or a held event, may change a
         membership; None if nothing will without new data."""
-        x = min(self._schedule.peek(), self._pending[0][0] if self._pending else NEVER,
+        x = min(int(self._next.min(initial=NEVER)),
+                self._pending[0][0] if self._pending else NEVER,
                 next_midnight(self.clock) if self._daily else NEVER)
         return None if x == NEVER else x
 
@@ -343,12 +344,22 @@ class StreamSession:
             batches = []
             while self._pending and self._pending[0][0] <= x:
                 batches.append(Batch(heapq.heappop(self._pending)[2], None))
-            due = self._schedule.pop(x)
+            due = self._due(x)[0]
             if self._daily and x == next_midnight(x - 1):
                 changes += self._evaluate_all(self._daily, x)
             changes += self._apply(batches, x, due=due)
         self.clock = target
         return changes
+
+    def _due(self, limit: int) -> tuple[np.ndarray, np.ndarray]:
+        """The profiles whose next possible change is at or before ``limit``, and those
+        instants; their timers are cleared (evaluating them sets them again). A scan of
+        one int64 per profile (about a millisecond at 1M): no heap of Python tuples, whose
+        size would slow every garbage collection of the process."""
+        due = np.flatnonzero(self._next <= limit)
+        first = self._next[due]
+        self._next[due] = NEVER
+        return due, first
 
     def _timeline(self, limit: int) -> list[MembershipChange]:
         """Fire every timer up to ``limit``, with no held event or midnight before it.
@@ -358,7 +369,7 @@ class StreamSession:
         (profile, instant), and evaluated in one timeline kernel call per chunk, each row
         at its own instant; a change is where a row differs from the one before it (the
         profile's state at the clock for its first). Changes come out in time order."""
-        due, first = self._schedule.pop_until(limit)
+        due, first = self._due(limit)
         if not len(due):
             self.clock = max(self.clock, limit)
             return []
@@ -375,7 +386,6 @@ class StreamSession:
             changes += self._runs(seen, names, masks, at[part], sub.store.keys)
         nxt = next_changes(sub.store, self._timers, limit)
         self._next[sub.index] = nxt
-        self._schedule.update(sub.index, nxt)
         self.clock = max(self.clock, limit)
         changes.sort(key=lambda c: c.at)
         return changes
@@ -489,49 +499,6 @@ class StreamSession:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class _Schedule:
-    """Profiles by the instant of their next possible change: a heap of (instant, profile),
-    entries checked against ``next`` when popped (a profile rescheduled leaves a stale one)."""
-
-    def __init__(self, nxt: np.ndarray) -> None:
-        self.next = nxt
-        finite = np.flatnonzero(nxt != NEVER)
-        order = finite[np.argsort(nxt[finite], kind="stable")]
-        self.heap = list(zip(nxt[order].tolist(), order.tolist(), strict=True))  # sorted: a heap
-
-    def grow(self, nxt: np.ndarray) -> None:
-        self.next = nxt
-
-    def update(self, profiles: np.ndarray, at: np.ndarray) -> None:
-        for p, x in zip(profiles.tolist(), at.tolist(), strict=True):
-            if x != NEVER:
-                heapq.heappush(self.heap, (x, p))
-
-    def peek(self) -> int:
-        while self.heap and self.next[self.heap[0][1]] != self.heap[0][0]:
-            heapq.heappop(self.heap)
-        return self.heap[0][0] if self.heap else NEVER
-
-    def pop_until(self, limit: int) -> tuple[np.ndarray, np.ndarray]:
-        """The profiles due at or before ``limit``, each once, and their instants."""
-        profiles, instants = [], []
-        while self.heap and self.heap[0][0] <= limit:
-            at, p = heapq.heappop(self.heap)
-            if self.next[p] == at:
-                profiles.append(p)
-                instants.append(at)
-                self.next[p] = NEVER  # popped; `update` sets it again
-        return np.array(profiles, np.int64), np.array(instants, np.int64)
-
-    def pop(self, x: int) -> np.ndarray:
-        out = []
-        while self.heap and self.heap[0][0] <= x:
-            at, p = heapq.heappop(self.heap)
-            if self.next[p] == at:
-                out.append(p)
-        return np.unique(np.array(out, np.int64))
 
 
 _CHUNK_EVENTS = 1 << 22  # event rows one timeline call may repeat, at most (~100 MB)
