@@ -29,7 +29,7 @@ import io
 import json
 import os
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,7 +43,7 @@ from engine.analysis import analyze
 from engine.timers import NEVER, Timers, candidates, next_changes, next_midnight
 from store.delta import Batch, normalize_batch
 from store.profile_store import ProfileStore
-from store.subset import Subset, subset
+from store.subset import Subset, as_table, subset
 from store.wal import WriteAheadLog
 
 if TYPE_CHECKING:
@@ -168,7 +168,7 @@ class StreamSession:
         (events later than the clock wait for it: see the module docstring). Timestamps are
         read as `ProfileStore.append` reads them (``time_units`` for numbers, e.g.
         ``{"timestamp": "ms"}``); bad input raises `store.DataError` and changes nothing."""
-        batch = normalize_batch(self.store.schema, _table(events), _table(profiles),
+        batch = normalize_batch(self.store.schema, as_table(events), as_table(profiles),
                                 time_units=dict(time_units or {}), assume_tz=assume_tz)
         if self._log is not None:
             self._log.append(_encode({"op": "ingest", "clock": self.clock}, batch))
@@ -255,7 +255,8 @@ class StreamSession:
         """Evaluate ``names`` for the profiles of ``sub`` at ``at`` (one instant, or one per
         profile); update memberships and each profile's next timer."""
         masks = self._engine.evaluate_subset(sub.store, names, at, self._outside(sub, names))
-        changes = self._diff(sub, names, masks, at)
+        when = np.broadcast_to(np.asarray(at, np.int64), sub.index.shape)
+        changes = self._runs(sub, names, masks, when)
         nxt = next_changes(sub.store, self._timers, at)
         self._next[sub.index] = nxt
         return changes
@@ -265,34 +266,6 @@ class StreamSession:
         wanted = set(names)
         return {n: self._dense[self._row[n], sub.index] for n in self._referrers
                 if n not in wanted}
-
-    def _diff(self, sub: Subset, names: list[str], masks: Mapping[str, np.ndarray],
-              at: int | np.ndarray) -> list[MembershipChange]:
-        changes: list[MembershipChange] = []
-        keys = None
-        when = np.broadcast_to(np.asarray(at, np.int64), sub.index.shape)
-        for n in names:
-            now_in = np.asarray(masks[n][:len(sub.index)], bool)
-            row = self._dense[self._row[n]]
-            was_in = row[sub.index].astype(bool)
-            flip = np.flatnonzero(now_in != was_in)
-            if not len(flip):
-                continue
-            row[sub.index[flip]] = now_in[flip]
-            if keys is None:
-                keys = sub.store.keys.to_pylist()
-            bm = self._members[n]
-            for row in flip:
-                idx = int(sub.index[row])
-                if now_in[row]:
-                    bm.add(idx)
-                    status = "realized"
-                else:
-                    bm.discard(idx)
-                    status = "exited"
-                changes.append(MembershipChange(keys[row], n, status, instant(int(when[row])),
-                                                idx))
-        return changes
 
     def _grow(self, total: int) -> None:
         """Room for ``total`` profiles (new keys are numbered after the known ones)."""
@@ -383,7 +356,7 @@ class StreamSession:
             seen = Subset(repeated.store, index, len(index))
             masks = self._engine.evaluate_subset(repeated.store, names, at[part],
                                                   self._outside(seen, names))
-            changes += self._runs(seen, names, masks, at[part], sub.store.keys)
+            changes += self._runs(seen, names, masks, at[part])
         nxt = next_changes(sub.store, self._timers, limit)
         self._next[sub.index] = nxt
         self.clock = max(self.clock, limit)
@@ -391,17 +364,18 @@ class StreamSession:
         return changes
 
     def _runs(self, seen: Subset, names: list[str], masks: Mapping[str, np.ndarray],
-              at: np.ndarray, keys: pa.Array) -> list[MembershipChange]:
-        """Changes along rows that are one profile at successive instants (rows of a
-        profile consecutive); each profile's state becomes its last row's."""
+              at: np.ndarray) -> list[MembershipChange]:
+        """The changes along ``seen``'s rows, row r evaluated at ``at[r]``: a profile's rows
+        are consecutive, at successive instants (one row each, for an ingest); a change is
+        a row that differs from the one before (the profile's state, for its first). Each
+        profile's state becomes its last row's."""
         index = seen.index
         m = len(index)
         starts = np.ones(m, bool)
         starts[1:] = index[1:] != index[:-1]
         last = np.ones(m, bool)
         last[:-1] = starts[1:]
-        key_of = dict(zip(np.unique(index).tolist(), _keys_of(self.store, np.unique(index))
-                          .to_pylist(), strict=True))
+        keys = None
         out: list[MembershipChange] = []
         for n in names:
             state = np.asarray(masks[n][:m], np.uint8)
@@ -412,13 +386,15 @@ class StreamSession:
             flips = np.flatnonzero(state != before)
             if not len(flips):
                 continue
-            bm = self._members[n]
+            if keys is None:
+                keys = seen.store.keys.to_pylist()
             for r in flips.tolist():
-                idx = int(index[r])
                 status = "realized" if state[r] else "exited"
-                out.append(MembershipChange(key_of[idx], n, status, instant(int(at[r])), idx))
+                out.append(MembershipChange(keys[r], n, status, instant(int(at[r])),
+                                            int(index[r])))
             ends = index[last]
             dense[ends] = state[last]
+            bm = self._members[n]
             bm |= BitMap(ends[state[last] == 1].astype(np.uint32))
             bm -= BitMap(ends[state[last] == 0].astype(np.uint32))
         return out
@@ -529,18 +505,6 @@ def _referrers(facts: Mapping[str, Any]) -> dict[str, list[str]]:
         for ref in f.segment_refs:
             out.setdefault(ref, []).append(name)
     return out
-
-
-def _table(rows: Any) -> pa.Table | None:
-    if rows is None:
-        return None
-    if isinstance(rows, Mapping):
-        rows = [rows]
-    if isinstance(rows, Sequence) and not isinstance(rows, str | bytes):
-        return pa.Table.from_pylist(list(rows)) if rows else None
-    if isinstance(rows, pa.RecordBatch):
-        return pa.Table.from_batches([rows])
-    return rows
 
 
 def _numbering(store: ProfileStore) -> Any:

@@ -32,7 +32,6 @@ import numpy as np
 from engine import ir
 from engine.analysis import _CLOCK_CALLS
 from engine.timeops import (
-    BEFORE,
     DAY_MS,
     DIRECTIONS,
     FOREVER_HI,
@@ -507,5 +506,3 @@ def _scan_column(scan: Callable[..., None], offsets: np.ndarray, col: Column) ->
 def next_midnight(x: int) -> int:
     return (x // DAY_MS + 1) * DAY_MS
 
-
-_ = (BEFORE, FOREVER_HI)

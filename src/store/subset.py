@@ -67,7 +67,7 @@ from store.subset_events import (
 if TYPE_CHECKING:
     from store.profile_store import ProfileStore
 
-__all__ = ["Layout", "Subset", "SubsetEvents", "layout", "subset"]
+__all__ = ["Layout", "Subset", "SubsetEvents", "as_table", "layout", "subset"]
 
 Rows: TypeAlias = "pa.Table | Sequence[Mapping[str, Any]]"  # a table, or rows as dicts
 
@@ -123,7 +123,7 @@ def subset(
     """
     extra = list(batches)
     if events is not None or attributes is not None:
-        extra.append(normalize_batch(store.schema, _table(events), _table(attributes),
+        extra.append(normalize_batch(store.schema, as_table(events), as_table(attributes),
                                      time_units=dict(time_units or {}), assume_tz=assume_tz))
     with _LOCK:  # the store's cached state grows as its delta does: read it whole
         state = _state(store)
@@ -161,7 +161,11 @@ def subset(
     return Subset(ProfileStore(store.schema, keys, columns, history), index, selected)
 
 
-def _table(rows: Rows | None) -> pa.Table | None:
+def as_table(rows: Rows | Mapping[str, Any] | None) -> pa.Table | None:
+    """Rows as an Arrow table: a table as it is, a record batch, a list of dicts, one dict
+    (a row); None or no rows: None."""
+    if isinstance(rows, Mapping):
+        rows = [rows]
     if isinstance(rows, list | tuple):
         return pa.Table.from_pylist(list(rows)) if rows else None
     if isinstance(rows, pa.RecordBatch):
