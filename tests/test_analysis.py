@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine import Schema, SegmentFile, analyze, check
+from engine.analysis import history
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = Schema.from_dict(tomllib.loads((ROOT / "examples" / "b10.schema.toml").read_text()))
@@ -50,6 +51,9 @@ def test_profile_only():
             {"a", "b"},
         ),
         ('xEvent[eventType = "a"].count() > 0 and xEvent.count() > 9', None),
+        # forall's where is what every event must meet: events of any type decide it
+        ('forall X from xEvent where X.eventType = "p"', None),
+        ('forall X from xEvent[eventType = "v"] where X.eventType = "p"', {"v"}),
     ],
 )
 def test_event_types(text, types):
@@ -89,6 +93,13 @@ def test_event_types(text, types):
             "exists A from xEvent where A.timestamp occurs < 1 day before now and "
             "not (exists P from xEvent where P.timestamp occurs after A.timestamp)",
             DAY,
+        ),
+        # an old event makes this false, whatever the window in the where
+        ("forall X from xEvent where X.timestamp occurs < 1 day before now", None),
+        (
+            "forall X from xEvent[timestamp occurs < 2 days before now] where "
+            "X.timestamp occurs < 1 day before now",
+            2 * DAY,
         ),
     ],
 )
@@ -182,3 +193,21 @@ def test_to_dict_is_json_ready():
     import json
 
     json.dumps(facts('xEvent[eventType = "a"].count() > 0').to_dict())
+
+
+def test_history_per_event_type():
+    """How far back each event type is read, over several definitions: the widest window
+    that reads it; no bound when one condition has none; a condition of any type widens
+    every type and stands for the types not named (key None)."""
+    week = facts('xEvent[eventType = "purchase" and timestamp occurs < 7 days before now]'
+                 ".count() > 0")
+    day = facts('xEvent[eventType in ["purchase", "page_view"] and '
+                "timestamp occurs < 1 day before now].count() > 0")
+    ever = facts('xEvent[eventType = "add_to_cart"].count() > 0')
+    anything = facts("xEvent[timestamp occurs < 2 hours before now].count() > 0")
+    profile = facts('country = "US"')
+    assert history([week, day]) == {"purchase": 7 * DAY, "page_view": DAY}
+    assert history([week, ever, profile]) == {"purchase": 7 * DAY, "add_to_cart": None}
+    assert history([day, anything]) == {"purchase": DAY, "page_view": DAY, None: 2 * HOUR}
+    assert history([week, facts("xEvent.count() > 0")]) == {"purchase": None, None: None}
+    assert history([profile]) == {}

@@ -20,15 +20,18 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
-from hypothesis import HealthCheck, note, settings
+from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 import engine
+from engine.analysis import history
 from engine.codegen import CompileError
 from engine.session import Engine
 from engine.stream import MembershipChange, StreamSession
+from engine.timers import Timers, next_changes
 from store.profile_store import ProfileStore
 from tests import reference
 from tests import typed_strategies as typed
@@ -230,6 +233,64 @@ TestStreamMachine.settings = settings(
     max_examples=20, stateful_step_count=8, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+
+
+# ================================================================ bounded histories
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data())
+def test_history_leaves_out_only_events_no_window_reads(data: st.DataObject) -> None:
+    """A subset keeping only the events `Engine.history` names (those within the windows
+    that read their type, from an instant on) gives every definition the value the whole
+    history gives, at that instant and later, and the same next timer instants: what lets
+    a session skip the old part of a heavy profile's history."""
+    ds = data.draw(typed.datasets(max_profiles=8), label="dataset")
+    store = ds.load()
+    eng = Engine(store, threads=1, tier="kernel", background=False)
+    names: list[str] = []
+    for k in range(data.draw(st.integers(1, 4), label="n")):
+        text = data.draw(timed_definitions(ds.world) if k % 2 == 0 else
+                         typed.definitions(ds.world, names, depth=2), label=f"s{k}")
+        try:
+            eng.define(f"s{k}", text)
+        except (engine.SegmentError, CompileError):
+            continue
+        names.append(f"s{k}")
+    if not names:
+        return
+    exprs = [eng.expr(n) for n in names]
+    facts = [engine.analyze(e, store.schema) for e in exprs]
+    reach = sorted({ms for ms in history(facts).values() if ms is not None})
+    times = pc.cast(ds.events.column("timestamp"), pa.int64()).to_pylist()
+    instants = typed.at_instants()
+    if reach and times:  # also just past the look-back of some event: where a cut shows
+        instants = st.one_of(instants, st.builds(
+            lambda t, ms, d: t + ms + d, st.sampled_from(times), st.sampled_from(reach),
+            st.sampled_from((-1, 0, 1, 2, HOUR // 2))))
+    at = data.draw(instants, label="at")
+    later = at + data.draw(st.sampled_from((0, 0, 1, HOUR, DAY)), label="later")
+    since = eng.history(names, at)
+    note(f"since {since}")
+    sub = store.subset(np.arange(len(store)), since=since)
+    kept = sum(len(p) for p in sub.store.events.partitions)
+    note(f"{kept} of {sum(len(p) for p in store.events.partitions)} events kept")
+    got = eng.evaluate_subset(sub.store, names, later)
+    want = eng.evaluate_subset(store, names, later)
+    for name in names:
+        assert got[name].tolist() == want[name].tolist(), (name, eng.expr(name))
+    # Timers from the kept events: nothing changes before a profile's next one.
+    timers = Timers.of(exprs, [f.event_types for f in facts])  # as a session's
+    nxt = next_changes(sub.store, timers, later)
+    for x in sorted(set(nxt.tolist())):
+        if x - 1 <= later or x - later > 400 * DAY:
+            continue
+        before = eng.evaluate_subset(store, names, x - 1)
+        rows = np.flatnonzero(nxt == x)
+        for name in names:
+            assert before[name][rows].tolist() == want[name][rows].tolist(), (
+                name, eng.expr(name), x)
 
 
 # ================================================================ deterministic cases

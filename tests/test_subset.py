@@ -336,6 +336,66 @@ def test_subset_of_an_opened_store(data: st.DataObject) -> None:
         _compare(store, data.draw, world)
 
 
+@settings(max_examples=60)
+@given(st.data())
+def test_since_keeps_the_events_it_names(data: st.DataObject) -> None:
+    """``since``: each profile keeps exactly its events that the mapping keeps (per type
+    the earliest time; None for the types not named; a type not covered: none), in
+    order, with a delta and new data as well as base events."""
+    world = World(data.draw)
+    store = world.store()
+    if data.draw(st.booleans()):
+        events, upserts = world.batch(data.draw)
+        if events is not None or upserts is not None:
+            store.append(events, upserts)
+    events, upserts = world.batch(data.draw)
+    moments = st.sampled_from([*(t + d for t in TIMES for d in (-1, 0, 1)), -(2**63), 2**63 - 1])
+    kinds = [*world.kinds, "brand-new", None] if world.typed else [None]
+    since = data.draw(st.dictionaries(st.sampled_from(kinds), moments, max_size=4))
+    sub = subset(store, None if data.draw(st.booleans()) else np.arange(
+        len(store.compacted()) if store.delta else len(store)),
+        events=events, attributes=upserts, since=since)
+    if events is not None or upserts is not None:
+        store.append(events, upserts)
+    oracle = store.compacted() if store.delta else store
+
+    assert_keeps(sub, oracle, since, "eventType" if world.typed else None)
+
+
+def assert_keeps(sub: Subset, oracle: ProfileStore, since: dict[Any, int],
+                 type_field: str | None) -> None:
+    """Each profile of ``sub`` has exactly its events in ``oracle`` that ``since`` keeps."""
+
+    def kept(e: dict[str, Any]) -> bool:
+        t = e.get(type_field) if type_field else None
+        limit = since.get(t) if t is not None else None
+        limit = since.get(None) if limit is None else limit
+        stamp = e["timestamp"].timestamp() * 1000 if e["timestamp"] is not None else None
+        return limit is not None and stamp is not None and stamp >= limit
+
+    for key in sub.store.keys.to_pylist():
+        want = [e for e in (oracle.profile(key) or {"events": []})["events"] if kept(e)]
+        assert (sub.store.profile(key) or {"events": []})["events"] == want, key
+
+
+def test_since_cuts_single_type_partitions() -> None:
+    """Partitions of one type each (many events, few profiles): each profile's range is
+    cut at the limit by a binary search; ties at the limit are kept."""
+    rng = np.random.default_rng(7)
+    n = 3000
+    events = pa.table({
+        "id": rng.integers(0, 5, n),
+        "timestamp": pa.array(rng.integers(0, 50, n), pa.int64()).cast(MS),
+        "eventType": rng.choice(["view", "buy", "ship"], n, p=[0.6, 0.3, 0.1]),
+        "n": np.arange(n),
+    })
+    store = ProfileStore.from_arrow(None, events, profile_id="id")
+    assert all(p.types is not None and len(p.types) == 1 for p in store.events.partitions)
+    for since in ({"view": 20, "buy": 0}, {None: 49}, {"ship": 25, None: 10}, {"buy": 50},
+                  {"view": -(2**63)}, {}):
+        assert_keeps(store.subset(np.arange(5), since=since), store, since, "eventType")
+
+
 # ---------------------------------------------------------------- examples
 
 KERNEL_PROFILES = pa.table({"id": [1, 2, 3, 4], "age": [30, None, 41, 25],

@@ -48,6 +48,8 @@ class Analysis:
             today, a relative period or the current date).
         segment_refs: the segments it references with inSegment.
         negated_events: every event condition sits under a not.
+        windows: per event condition, the event types it admits (None: any) and how far
+            before now it looks (None: no bound); `history` combines them.
         methods: batch, streaming and edge eligibility with the reason.
     """
 
@@ -59,6 +61,7 @@ class Analysis:
     time_dependent: bool
     segment_refs: frozenset[str]
     negated_events: bool
+    windows: tuple[tuple[frozenset[str] | None, int | None], ...] = ()
     methods: Mapping[str, Eligibility] = field(default_factory=dict)
 
     @property
@@ -121,8 +124,30 @@ def analyze(
         ),
         segment_refs=frozenset(n.name for n in nodes if isinstance(n, ir.SegmentRef)),
         negated_events=bool(scopes) and all(s.negated for s in scopes),
+        windows=tuple((s.types, s.lookback) for s in scopes),
     )
     return _with_methods(facts, references)
+
+
+def history(facts: Iterable[Analysis]) -> dict[str | None, int | None]:
+    """How far before now the definitions of ``facts`` read each event type: type -> ms
+    (None: its whole history). The key None stands for the types not named, present when
+    some condition admits any type; a type absent is read by none of them, at no instant.
+    A store may leave out the events older than that (`store.subset`'s ``since``): every
+    value of these definitions at ``now`` and later stays the same."""
+    reach: dict[str | None, int | None] = {}
+    for f in facts:
+        for types, lookback in f.windows:
+            for t in (None,) if types is None else types:
+                reach[t] = _widest(reach[t], lookback) if t in reach else lookback
+    if None in reach:
+        anything = reach[None]
+        return {t: _widest(ms, anything) for t, ms in reach.items()}
+    return reach
+
+
+def _widest(a: int | None, b: int | None) -> int | None:
+    return None if a is None or b is None else max(a, b)
 
 
 # ---------------------------------------------------------------- event scopes
@@ -180,7 +205,10 @@ def _event_scopes(
             inner = dict(bounds)
             for c in n.clauses:
                 local = _filter_conditions(c.source)
-                named = [c.cond] if c.cond is not None else []
+                # forall's where is what every event must meet, not which events count: an
+                # event outside its window decides the value too.
+                forall = n.quantifier is ir.Quantifier.FORALL
+                named = [c.cond] if c.cond is not None and not forall else []
                 lookback = _narrowest(
                     [_lookback(local, "", schema, inner), _lookback(named, c.var, schema, inner)]
                 )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -22,6 +22,7 @@ import pyarrow as pa
 from pyroaring import BitMap
 
 from engine import ir, vector
+from engine.analysis import Analysis, analyze, history
 from engine.binding import bind
 from engine.checker import check
 from engine.codegen import CompileError, KernelSource, Shape, assemble, shape_of
@@ -31,6 +32,7 @@ from engine.passes import optimize
 from store.bitmaps import masks_to_bitmaps
 from store.layout import Layout, layout
 from store.profile_store import ProfileStore
+from store.subset import Since
 
 if TYPE_CHECKING:
     from engine.stream import StreamSession
@@ -40,6 +42,7 @@ __all__ = ["Engine", "Result"]
 _CHUNK = 1 << 16  # profiles per work item
 GROUP = 16  # distinct shapes per kernel at most (each with any number of instances)
 COMPILE_NOW = 2  # "auto" compiles at most this many kernels before answering
+_EARLIEST = int(np.iinfo(np.int64).min)  # a time limit every event meets
 
 
 def to_epoch_ms(at: Any) -> int:
@@ -74,6 +77,7 @@ class _Segment:
     expr: ir.Expr
     refs: frozenset[str]
     shape: Shape  # its kernel body; definitions differing only in literals share one
+    facts: Analysis
 
 
 @dataclass
@@ -156,6 +160,7 @@ class Engine:
         self._other_sources: dict[Any, KernelSource] = {}
         self._groups: list[list[str]] | None = None  # by `groups`; reset by define
         self._shared_bound: dict[Any, Any] = {}  # bound values no store changes (binding)
+        self._reach: dict[frozenset[str], dict[str | None, int | None]] = {}  # by `history`
 
     @property
     def names(self) -> list[str]:
@@ -169,10 +174,12 @@ class Engine:
         expr = optimize(check(pql, self.store.schema))
         refs = frozenset(n.name for n in ir.walk(expr) if isinstance(n, ir.SegmentRef))
         shape = shape_of(expr, self.store)  # raises CompileError for what cannot run yet
-        self._segments[name] = _Segment(name, pql, expr, refs, shape)
+        facts = analyze(expr, self.store.schema)
+        self._segments[name] = _Segment(name, pql, expr, refs, shape, facts)
         self._sources.clear()
         self._other_sources.clear()
         self._groups = None
+        self._reach.clear()
 
     def levels(self) -> list[list[str]]:
         """Segment names by dependency level (level 0 refers to no segment)."""
@@ -362,6 +369,19 @@ class Engine:
                 out[name] = rows[k, :n]
         return out
 
+    def history(self, names: Iterable[str], at: int) -> Since:
+        """The events a small store must keep so that ``names`` and the rest of their kernel
+        groups (`evaluate_subset` runs whole groups) evaluate as on the whole history at
+        ``at`` and later: per event type, those within the definitions' look-back before
+        ``at`` (`engine.analysis.history`); types none of them reads are left out."""
+        wanted = frozenset(names)
+        reach = self._reach.get(wanted)
+        if reach is None:
+            members = [n for g in self.groups() if not wanted.isdisjoint(g) for n in g]
+            reach = self._reach[wanted] = history(self._segments[n].facts for n in members)
+        # 1 ms to spare: a bound is exact, but nothing is lost by keeping one more instant.
+        return {t: _EARLIEST if ms is None else at - ms - 1 for t, ms in reach.items()}
+
     def _layout(self) -> Layout:
         if self._store_layout is None:
             self._store_layout = layout(self.store)
@@ -385,7 +405,8 @@ class Engine:
         batch kernels, no session). An unknown key is a profile with no data."""
         index = self.store.index_of([key])
         if index[0] >= 0:
-            sub = self.store.subset(index)
+            names = self.levels_flat()
+            sub = self.store.subset(index, since=self.history(names, to_epoch_ms(at)))
         else:
             keys = pa.array([key], self.store.keys.type)
             sub = self.store.subset([], attributes=pa.table({self._key_name(): keys}))

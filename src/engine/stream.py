@@ -43,7 +43,7 @@ from engine.analysis import analyze
 from engine.timers import NEVER, Timers, candidates, next_changes, next_midnight
 from store.delta import Batch, normalize_batch
 from store.profile_store import ProfileStore
-from store.subset import Subset, as_table, subset
+from store.subset import Since, Subset, as_table, subset
 from store.wal import WriteAheadLog
 
 if TYPE_CHECKING:
@@ -95,9 +95,8 @@ class StreamSession:
         self._referrers = _referrers(facts)
         timed = self._closure({n for n, f in facts.items() if f.time_dependent})
         self._timed = [n for n in self._names if n in timed]
-        read = [facts[n].event_types for n in self._timed]
-        types = None if None in read else frozenset().union(*read)  # type: ignore[arg-type]
-        self._timers = Timers.of((exprs[n] for n in self._timed), types)
+        self._timers = Timers.of([exprs[n] for n in self._timed],
+                                 [facts[n].event_types for n in self._timed])
         self._daily = self._closure({n for n in self._timed if Timers.of([exprs[n]]).daily})
         self._pending: list[tuple[int, int, pa.Table]] = []  # (time, arrival, events)
         self._arrivals = 0
@@ -124,13 +123,14 @@ class StreamSession:
         """Memberships at the clock: a batch run, then the profiles the delta touches."""
         result = self._engine.run(self.clock)
         self._members = {n: BitMap(result[n]) for n in self._names}
-        # The same memberships as a byte per (segment, profile): what the diff and the
-        # referenced segments' rows read, a gather instead of a bitmap probe per profile.
+        # The same memberships as a byte per (profile, segment): what the diff and the
+        # referenced segments' rows read, a gather instead of a bitmap probe per profile;
+        # a profile's bytes lie together, so gathering some profiles reads few cache lines.
         self._row = {n: i for i, n in enumerate(self._names)}
-        self._dense = np.zeros((len(self._names), len(self._engine.store)), np.uint8)
+        self._dense = np.zeros((len(self._engine.store), len(self._names)), np.uint8)
         for n in self._names:
             members = np.fromiter(self._members[n], np.int64, len(self._members[n]))
-            self._dense[self._row[n], members] = 1
+            self._dense[members, self._row[n]] = 1
         self._next = next_changes(self._engine.store, self._timers, self.clock)
         self._grow(self.size)
         if self.store.delta:  # the engine's runs read the base only
@@ -218,10 +218,11 @@ class StreamSession:
         profiles = np.unique(np.concatenate(touched))
         if not len(profiles) and numbering.total == known:
             return []
-        sub = subset(self.store, profiles, batches=batches)
+        evaluated = [n for n in self._names if n in names]
+        sub = subset(self.store, profiles, batches=batches, since=self._since(evaluated, at))
         self.store.delta.batches.extend(batches)
         self._grow(numbering.total)
-        return self._evaluate(sub, [n for n in self._names if n in names], at)
+        return self._evaluate(sub, evaluated, at)
 
     def _affected(self, batch: Batch) -> set[str]:
         s = self.store.schema
@@ -261,10 +262,16 @@ class StreamSession:
         self._next[sub.index] = nxt
         return changes
 
+    def _since(self, names: list[str], at: int) -> Since:
+        """The events a subset needs to evaluate ``names`` at ``at`` and later and to set
+        every timer of its profiles (`Engine.history`): the events older than every window
+        that reads them are left out, so a heavy profile costs what its recent events cost."""
+        return self._engine.history([*names, *self._timed], at)
+
     def _outside(self, sub: Subset, names: list[str]) -> dict[str, np.ndarray]:
         """Rows of the referenced segments that are not evaluated now."""
         wanted = set(names)
-        return {n: self._dense[self._row[n], sub.index] for n in self._referrers
+        return {n: self._dense[sub.index, self._row[n]] for n in self._referrers
                 if n not in wanted}
 
     def _grow(self, total: int) -> None:
@@ -272,9 +279,9 @@ class StreamSession:
         if total > len(self._next):
             extra = np.full(total - len(self._next), NEVER, np.int64)
             self._next = np.concatenate([self._next, extra])
-        if total > self._dense.shape[1]:  # doubling, so growth costs O(1) a profile
-            dense = np.zeros((len(self._names), max(total, 2 * self._dense.shape[1])), np.uint8)
-            dense[:, :self._dense.shape[1]] = self._dense
+        if total > len(self._dense):  # doubling, so growth costs O(1) a profile
+            dense = np.zeros((max(total, 2 * len(self._dense)), len(self._names)), np.uint8)
+            dense[:len(self._dense)] = self._dense
             self._dense = dense
 
     # ------------------------------------------------------------ time
@@ -346,7 +353,7 @@ class StreamSession:
         if not len(due):
             self.clock = max(self.clock, limit)
             return []
-        sub = subset(self.store, due)
+        sub = subset(self.store, due, since=self._since(self._timed, self.clock))
         rows, at = candidates(sub.store, self._timers, first - 1, limit)
         names = list(self._timed)
         changes: list[MembershipChange] = []
@@ -371,39 +378,43 @@ class StreamSession:
         profile's state becomes its last row's."""
         index = seen.index
         m = len(index)
+        if not m or not names:
+            return []
         starts = np.ones(m, bool)
         starts[1:] = index[1:] != index[:-1]
         last = np.ones(m, bool)
         last[:-1] = starts[1:]
-        keys = None
-        out: list[MembershipChange] = []
-        for n in names:
-            state = np.asarray(masks[n][:m], np.uint8)
-            dense = self._dense[self._row[n]]
-            before = np.empty(m, np.uint8)
-            before[1:] = state[:-1]
-            before[starts] = dense[index[starts]]
-            flips = np.flatnonzero(state != before)
-            if not len(flips):
-                continue
-            if keys is None:
-                keys = seen.store.keys.to_pylist()
-            for r in flips.tolist():
-                status = "realized" if state[r] else "exited"
-                out.append(MembershipChange(keys[r], n, status, instant(int(at[r])),
-                                            int(index[r])))
-            ends = index[last]
-            dense[ends] = state[last]
-            bm = self._members[n]
-            bm |= BitMap(ends[state[last] == 1].astype(np.uint32))
-            bm -= BitMap(ends[state[last] == 0].astype(np.uint32))
+        # All segments at once, a row each: a few whole-matrix operations, not a few per
+        # segment (100 segments of 10,000 profiles: 2 ms instead of 50).
+        segs = np.array([self._row[n] for n in names], np.int64)
+        state = np.stack([np.asarray(masks[n][:m], np.uint8) for n in names])
+        before = np.empty_like(state)
+        before[:, 1:] = state[:, :-1]
+        before[:, starts] = self._dense[np.ix_(index[starts], segs)].T
+        seg, row = np.nonzero(state != before)  # segment by segment, rows in order
+        if not len(row):
+            return []
+        ends = index[last]
+        self._dense[np.ix_(ends, segs)] = state[:, last].T
+        keys = seen.store.keys.take(pa.array(row)).to_pylist()
+        flips = state[seg, row]
+        out = [MembershipChange(key, names[g], "realized" if f else "exited", instant(t), p)
+               for key, g, f, t, p in zip(keys, seg.tolist(), flips.tolist(),
+                                          at[row].tolist(), index[row].tolist(), strict=True)]
+        for g in np.unique(seg).tolist():  # the bitmaps follow the final states
+            changed = np.unique(index[row[seg == g]])
+            now_in = self._dense[changed, segs[g]].astype(bool)
+            bm = self._members[names[g]]
+            bm |= BitMap(changed[now_in].astype(np.uint32))
+            bm -= BitMap(changed[~now_in].astype(np.uint32))
         return out
 
     def _evaluate_all(self, names: set[str], at: int) -> list[MembershipChange]:
         """Every profile, for the definitions that change at midnight."""
         everyone = np.arange(self.size, dtype=np.int64)
-        sub = subset(self.store, everyone)
-        return self._evaluate(sub, [n for n in self._names if n in names], at)
+        evaluated = [n for n in self._names if n in names]
+        sub = subset(self.store, everyone, since=self._since(evaluated, at))
+        return self._evaluate(sub, evaluated, at)
 
     # ------------------------------------------------------------ durability
 

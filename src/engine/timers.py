@@ -73,6 +73,7 @@ class Timers:
     constants: np.ndarray  # int64 instants from literals
     daily: bool
     types: frozenset[str] | None = None  # event types whose times matter (None: all)
+    spec_types: tuple[frozenset[str] | None, ...] = ()  # per spec, the types it reads
 
     @property
     def empty(self) -> bool:
@@ -84,23 +85,27 @@ class Timers:
         return _how(self.specs)
 
     @classmethod
-    def of(cls, exprs: Iterable[ir.Expr], types: frozenset[str] | None = None) -> Timers:
-        """The timers of ``exprs``; ``types``: the event types they read (`engine.analyze`;
-        None: any), whose event times are the only ones that can matter."""
-        specs: set[tuple[int, ...]] = set()
+    def of(cls, exprs: Iterable[ir.Expr],
+           types: Iterable[frozenset[str] | None] | None = None) -> Timers:
+        """The timers of ``exprs``; ``types``: the event types each reads (`engine.analyze`;
+        None: any), whose event times are the only ones that can change it."""
+        specs: dict[tuple[int, ...], frozenset[str] | None] = {}  # spec -> types it reads
         constants: set[int] = set()
         daily = False
-        for expr in exprs:
+        exprs = list(exprs)
+        read = list(types) if types is not None else [None] * len(exprs)
+        for expr, reads in zip(exprs, read, strict=True):
             parents = {id(c): n for n in ir.walk(expr) for c in ir.children(n)}
+            mine: set[tuple[int, ...]] = set()
             for n in ir.walk(expr):
                 if isinstance(n, ir.TimeCond):
-                    specs.update(_clock_specs(n))
+                    mine.update(_clock_specs(n))
                 elif isinstance(n, ir.Now):
                     parent = parents.get(id(n))
                     if isinstance(parent, ir.TimeCond):
                         continue  # its spec covers it
                     if isinstance(parent, ir.Compare | ir.Occurs):
-                        specs.add(spec_of(n))
+                        mine.add(spec_of(n))
                     else:  # now.getYear() and the like: a calendar value
                         daily = True
                 elif isinstance(n, ir.Call) and n.fn in _CLOCK_CALLS:
@@ -112,8 +117,22 @@ class Timers:
                     day = _constant_day(n)
                     if day is not None:
                         constants.update((day * DAY_MS, day * DAY_MS + DAY_MS - 1))
-        rows = np.array(sorted(specs), np.int64).reshape(-1, SPEC)
-        return cls(rows, np.array(sorted(constants), np.int64), daily, types)
+            for spec in mine:
+                had = specs.get(spec, frozenset())
+                specs[spec] = None if had is None or reads is None else had | reads
+        order = sorted(specs)
+        rows = np.array(order, np.int64).reshape(-1, SPEC)
+        spec_types = tuple(specs[k] for k in order)
+        union: frozenset[str] | None = None if None in read else frozenset().union(*read)
+        return cls(rows, np.array(sorted(constants), np.int64), daily, union, spec_types)
+
+    def feeds(self, types: tuple[str, ...] | None) -> np.ndarray:
+        """Which specs the times of events of ``types`` (None: any) can move: those of
+        definitions that read one of them."""
+        if not self.spec_types:
+            return np.ones(len(self.specs), np.bool_)
+        return np.array([types is None or t is None or not t.isdisjoint(types)
+                         for t in self.spec_types], np.bool_)
 
 
 def _constant_day(node: ir.Call) -> int | None:
@@ -287,8 +306,8 @@ def _first_reaching(spec: np.ndarray, k: int, x0: int, v: int) -> int:
 
 @_jit
 def _scan(offsets: np.ndarray, values: np.ndarray, valid: np.ndarray,  # noqa: PLR0917 (numba)
-          is_sorted: bool, scale: int, shift: int, x0s: np.ndarray, specs: np.ndarray,
-          how: np.ndarray, out: np.ndarray) -> None:
+          is_sorted: bool, scale: int, shift: int, feeds: np.ndarray, x0s: np.ndarray,
+          specs: np.ndarray, how: np.ndarray, out: np.ndarray) -> None:
     """Lower ``out[p]`` to profile p's next change instant after ``x0s[p]`` from the data
     instants ``values[offsets[p]:offsets[p + 1]] * scale + shift`` (where ``valid``).
 
@@ -296,19 +315,28 @@ def _scan(offsets: np.ndarray, values: np.ndarray, valid: np.ndarray,  # noqa: P
     (searched)."""
     whole = len(valid) == 0
     plain = is_sorted and whole and scale == 1 and shift == 0
+    at = np.empty((len(specs), 10), np.int64)  # every bound at x0, for the run of one x0
+    known, x0 = False, 0
     for p in range(len(offsets) - 1):
         lo, hi = offsets[p], offsets[p + 1]
         if lo == hi:
             continue
-        x0 = x0s[p]
+        if not known or x0s[p] != x0:
+            x0 = x0s[p]
+            for s in range(len(specs)):
+                ends = bounds_at(specs[s], x0)
+                for k in range(10):
+                    at[s, k] = ends[k]
+            known = True
         best = out[p]
         for s in range(len(specs)):
-            ends = bounds_at(specs[s], x0)
+            if not feeds[s]:
+                continue
             spec_form = specs[s][0]
             for k in range(10):
                 if how[s, k] == 0:
                     continue
-                e = ends[k]
+                e = at[s, k]
                 # The least threshold above e: t for a window's upper end (odd k), t + 1
                 # for its lower end, either for a reference (see `_collect`).
                 low = spec_form != _REFERENCE and k % 2 == 0
@@ -370,14 +398,15 @@ def next_changes(store: ProfileStore, timers: Timers, x0: int | np.ndarray) -> n
         return out
     how = timers.how
     x0s = np.broadcast_to(np.asarray(x0, np.int64), (n,)).copy()
-    for offsets, values, valid, is_sorted, scale, shift in _sources(store, timers):
-        _scan(offsets, values, valid, is_sorted, scale, shift, x0s, specs, how, out)
+    for source in _sources(store, timers):
+        _scan(*source, x0s, specs, how, out)
     return out
 
 
 @_jit
 def _collect(offsets: np.ndarray, values: np.ndarray, valid: np.ndarray,  # noqa: PLR0917 (numba)
-             is_sorted: bool, scale: int, shift: int, x0s: np.ndarray, limit: int,
+             is_sorted: bool, scale: int, shift: int, feeds: np.ndarray, x0s: np.ndarray,
+             limit: int,
              specs: np.ndarray, how: np.ndarray, counts: np.ndarray, pos: np.ndarray,
              out: np.ndarray, fill: bool) -> None:
     """Every instant in (x0s[p], limit] at which a bound of profile p reaches one of its
@@ -389,18 +418,34 @@ def _collect(offsets: np.ndarray, values: np.ndarray, valid: np.ndarray,  # noqa
     with a value) may be compared either way: both."""
     whole = len(valid) == 0
     plain = is_sorted and whole and scale == 1 and shift == 0
+    # Every bound at ``limit``, once; a bound that moves as x + c is then at x0 + (its value
+    # at limit - limit): only searched bounds need `bounds_at` per profile.
+    stop = np.empty((len(specs), 10), np.int64)
+    searched = np.zeros(len(specs), np.bool_)
+    start = np.empty(10, np.int64)
+    for s in range(len(specs)):
+        ends = bounds_at(specs[s], limit)
+        for k in range(10):
+            stop[s, k] = ends[k]
+            searched[s] |= how[s, k] == 2
     for p in range(len(offsets) - 1):
         lo, hi = offsets[p], offsets[p + 1]
         if lo == hi:
             continue
         x0 = x0s[p]
         for s in range(len(specs)):
+            if not feeds[s]:
+                continue
             spec = specs[s]
-            start, stop = bounds_at(spec, x0), bounds_at(spec, limit)
+            if searched[s]:
+                ends = bounds_at(spec, x0)
+                for k in range(10):
+                    start[k] = ends[k]
             for k in range(10):
                 if how[s, k] == 0:
                     continue
-                e0, e1 = start[k], stop[k]
+                e1 = stop[s, k]
+                e0 = start[k] if how[s, k] == 2 else x0 + (e1 - limit)
                 if e1 <= e0:
                     continue
                 first = lo + np.searchsorted(values[lo:hi], e0) if plain else lo
@@ -446,9 +491,8 @@ def candidates(store: ProfileStore, timers: Timers, x0: np.ndarray, limit: int
             out = np.empty(int(starts[-1]), np.int64)
         else:
             pos = out = none_rows
-        for offsets, values, valid, is_sorted, scale, shift in sources:
-            _collect(offsets, values, valid, is_sorted, scale, shift, x0s, limit, specs, how,
-                     counts, pos, out, fill)
+        for source in sources:
+            _collect(*source, x0s, limit, specs, how, counts, pos, out, fill)
     rows = np.repeat(np.arange(n, dtype=np.int64), counts)
     order = np.lexsort((out, rows))
     rows, out = rows[order], out[order]
@@ -457,32 +501,37 @@ def candidates(store: ProfileStore, timers: Timers, x0: np.ndarray, limit: int
     return rows[keep], out[keep]
 
 
-_Source = tuple[np.ndarray, np.ndarray, np.ndarray, bool, int, int]
+_Source = tuple[np.ndarray, np.ndarray, np.ndarray, bool, int, int, np.ndarray]
 
 
 def _sources(store: ProfileStore, timers: Timers) -> list[_Source]:
-    """The data instants of each profile: (offsets, values, valid, sorted, scale, shift)
-    per event time, timestamp or date column (a day: its first and last millisecond), and
-    the definitions' literals as every profile's."""
+    """The data instants of each profile: (offsets, values, valid, sorted, scale, shift,
+    feeds) per event time, timestamp or date column (a day: its first and last
+    millisecond), and the definitions' literals as every profile's; ``feeds``: the specs
+    they can move (an event's times only those of definitions reading its type)."""
     n = len(store)
     none = np.zeros(0, np.bool_)
     out: list[_Source] = []
+    every = timers.feeds(None)
 
-    def add(offsets: np.ndarray, values: np.ndarray, valid: np.ndarray | None,
-            is_sorted: bool, *, scale: int = 1, shift: int = 0) -> None:
-        out.append((np.asarray(offsets, np.int64), np.asarray(values, np.int64),
-                    none if valid is None else np.asarray(valid, np.bool_), is_sorted,
-                    scale, shift))
+    def adder(feeds: np.ndarray) -> Callable[..., None]:
+        def add(offsets: np.ndarray, values: np.ndarray, valid: np.ndarray | None,
+                is_sorted: bool, *, scale: int = 1, shift: int = 0) -> None:
+            out.append((np.asarray(offsets, np.int64), np.asarray(values, np.int64),
+                        none if valid is None else np.asarray(valid, np.bool_), is_sorted,
+                        scale, shift, feeds))
+        return add
 
     for col in store.profiles.values():
-        _scan_column(add, np.arange(n + 1, dtype=np.int64), col)
+        _scan_column(adder(every), np.arange(n + 1, dtype=np.int64), col)
     if len(timers.constants):
         offsets = np.arange(n + 1, dtype=np.int64) * len(timers.constants)
-        add(offsets, np.tile(timers.constants, n), None, False)
+        adder(every)(offsets, np.tile(timers.constants, n), None, False)
     for part in store.events.partitions:
-        if timers.types is not None and part.types is not None and not (
-                timers.types & set(part.types)):
+        feeds = timers.feeds(part.types if store.events.type_field is not None else None)
+        if not feeds.any():
             continue  # events no timed definition reads
+        add = adder(feeds)
         add(part.offsets, part.time, None, True)
         for col in part.columns.values():
             _scan_column(add, part.offsets, col)

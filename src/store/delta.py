@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,21 @@ class Batch:
 
     events: pa.Table | None
     profiles: pa.Table | None
+    # Base-store indices of the keys, by (table, the base's keys): a streamed batch is
+    # numbered several times (its ingest, its subset, the store catching up with its delta),
+    # and a lookup among millions of string keys is the dear part.
+    _indices: dict[tuple[str, int], tuple[pa.Array, np.ndarray]] = field(
+        default_factory=dict, repr=False, compare=False)
+
+    def base_index(self, table: str, keys: pa.Array, lookup: Callable[[pa.Array], np.ndarray],
+                   base: pa.Array) -> np.ndarray:
+        """``lookup(keys)`` (the keys of ``table``, "events" or "profiles", in a store whose
+        key array is ``base``), computed once per batch and base; a fresh copy each call."""
+        memo = (table, id(base))
+        hit = self._indices.get(memo)
+        if hit is None or hit[0] is not base:  # (the array is kept, so its id stays its own)
+            hit = self._indices[memo] = (base, lookup(keys))
+        return hit[1].copy()
 
 
 @dataclass(eq=False)

@@ -52,6 +52,7 @@ from store.schema import Kind
 from store.subset_events import (
     Piece,
     Plan,
+    Since,
     Strings,
     SubsetEvents,
     appended_piece,
@@ -67,7 +68,7 @@ from store.subset_events import (
 if TYPE_CHECKING:
     from store.profile_store import ProfileStore
 
-__all__ = ["Layout", "Subset", "SubsetEvents", "as_table", "layout", "subset"]
+__all__ = ["Layout", "Since", "Subset", "SubsetEvents", "as_table", "layout", "subset"]
 
 Rows: TypeAlias = "pa.Table | Sequence[Mapping[str, Any]]"  # a table, or rows as dicts
 
@@ -99,6 +100,7 @@ def subset(
     time_units: Mapping[str, str] | None = None,
     assume_tz: str = "UTC",
     repeats: bool = False,
+    since: Since = None,
 ) -> Subset:
     """The profiles ``profiles`` of ``store`` (base and delta) with new data appended.
 
@@ -120,6 +122,11 @@ def subset(
     ``repeats``: ``profiles`` may name a profile more than once (each copy is a row, e.g.
     to evaluate one profile at several instants in one kernel call); only for a store with
     no delta and no new data, whose rows are all in its base.
+
+    ``since``: which events to keep, per event type the earliest time (the key None: every
+    other type); a type not covered is left out (None: keep all). A streaming session keeps
+    what its definitions can read from its clock on (`engine.analysis.history`), so a profile
+    with years of history costs what its last days cost.
     """
     extra = list(batches)
     if events is not None or attributes is not None:
@@ -152,9 +159,10 @@ def subset(
                     out.append((table, hit, rows[hit]))
     keys = numbering.keys_of(index)
     columns = _attributes(store, index, keys, upserts, plan=plan, strings=state.strings)
-    pieces = base_pieces(store.events, index, len(store), state.strings)
-    if appended:
-        pieces.append(appended_piece(store.events, appended, state.base_events))
+    pieces = base_pieces(store.events, index, len(store), state.strings, since)
+    piece = appended_piece(store.events, appended, state.base_events, since) if appended else None
+    if piece is not None:
+        pieces.append(piece)
     history = build_events(store.events, plan, pieces, len(index), state.strings)
     from store.profile_store import ProfileStore
 
@@ -237,14 +245,18 @@ class _Numbering:
         ups = batch.profiles
         evs = batch.events
         assert s.profile_key is not None
-        up = None if ups is None else self.resolve(ups.column(s.profile_key).combine_chunks())
+        up = None if ups is None else self.resolve(ups.column(s.profile_key).combine_chunks(),
+                                                   batch, "profiles")
         ev = None
         if evs is not None and s.event_profile_key is not None:
-            ev = self.resolve(evs.column(s.event_profile_key).combine_chunks())
+            ev = self.resolve(evs.column(s.event_profile_key).combine_chunks(), batch, "events")
         return up, ev
 
-    def resolve(self, keys: pa.Array) -> np.ndarray:
-        index = self.store.index_of(keys) if self.base else np.full(len(keys), -1, np.int64)
+    def resolve(self, keys: pa.Array, batch: Batch, table: str) -> np.ndarray:
+        if self.base:
+            index = batch.base_index(table, keys, self.store.index_of, self.store.keys)
+        else:
+            index = np.full(len(keys), -1, np.int64)
         missing = np.flatnonzero(index < 0)
         if len(missing) and self.count:
             found = _index_in(keys.take(pa.array(missing)), self.new_keys())

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
+import numba
 import numpy as np
 import pyarrow as pa
 
@@ -30,6 +32,7 @@ from store.schema import DType, Kind
 __all__ = [
     "Piece",
     "Plan",
+    "Since",
     "Strings",
     "SubsetEvents",
     "appended_piece",
@@ -38,12 +41,18 @@ __all__ = [
     "build_events",
     "concat",
     "finish",
+    "keeps",
     "ranges",
     "shrink",
 ]
 
 _SMALL = 1 << 16  # dictionaries up to this size are kept as numpy strings for fast picks
 _FEW = 256  # strings up to this many are merged in plain Python
+_ALL, _DROP = np.iinfo(np.int64).min, np.iinfo(np.int64).max  # limits all / no events meet
+
+# Which events a subset keeps: event type -> the earliest time kept; the key None stands for
+# every type not named (and events without a type); None keeps every event.
+Since: TypeAlias = "Mapping[str | None, int] | None"
 
 
 class Strings:
@@ -289,9 +298,10 @@ class _Piece:
                       self.rank[mask], self.codes[mask], self.names)
 
 
-def base_pieces(events: EventStore, index: np.ndarray, base: int, strings: Strings
-                ) -> list[_Piece]:
-    """The base events of the subset's profiles (``index``, those below ``base``)."""
+def base_pieces(events: EventStore, index: np.ndarray, base: int, strings: Strings,
+                since: Since = None) -> list[_Piece]:
+    """The base events of the subset's profiles (``index``, those below ``base``), those
+    ``since`` keeps (`keeps`)."""
     rows = np.flatnonzero(index < base)
     profile = index[rows]
     out = []
@@ -300,9 +310,30 @@ def base_pieces(events: EventStore, index: np.ndarray, base: int, strings: Strin
             continue
         lo = np.asarray(part.offsets[profile], np.int64)
         hi = np.asarray(part.offsets[profile + 1], np.int64)
+        per_event = False
+        if since is not None and part.types is None and events.type_field is not None:
+            per_event = True  # a partition of any types: each event's own decides
+        elif since is not None:
+            typed = part.types if events.type_field is not None else None
+            limits = {_limit(since, t) for t in (typed or [None])}
+            if limits == {_DROP}:
+                continue
+            if len(limits) == 1:  # a profile's times rise: cut each range at the limit
+                limit = limits.pop()
+                if limit > _ALL:
+                    lo = _trim(np.asarray(part.time), lo, hi, limit)
+            else:
+                per_event = True
         pos = ranges(lo, hi)
         if not len(pos):
             continue
+        owner = np.repeat(rows, hi - lo)
+        if per_event:
+            col = part.columns[events.type_field]  # type: ignore[index]
+            assert col.dictionary is not None
+            keep = keeps(since, np.asarray(col.values[pos]), np.asarray(part.time[pos]),
+                         dict(enumerate(col.dictionary.to_pylist())))
+            pos, owner = pos[keep], owner[keep]
         # Without seq no profile has ties across partitions: positions order the rest.
         rank = np.asarray(part.seq[pos], np.int64) if part.seq is not None else pos
         names: dict[int, str] | None = None
@@ -317,13 +348,55 @@ def base_pieces(events: EventStore, index: np.ndarray, base: int, strings: Strin
                 used = unique(codes)
                 names = dict(zip(used.tolist(), strings.take(col.dictionary, used).to_pylist(),
                                  strict=True))
-        out.append(_Piece(part, pos, np.repeat(rows, hi - lo), np.asarray(part.time[pos]),
-                          rank, codes, names))
+        out.append(_Piece(part, pos, owner, np.asarray(part.time[pos]), rank, codes, names))
     return out
 
 
-def appended_piece(events: EventStore, appended: list[Piece], first_rank: int) -> _Piece:
-    """The appended events of the subset's profiles, in arrival order."""
+def _limit(since: Mapping[str | None, int], event_type: str | None) -> int:
+    """The earliest time kept of events of ``event_type`` (None: untyped or no type)."""
+    found = since.get(event_type) if event_type is not None else None
+    if found is None:
+        found = since.get(None)
+    return _DROP if found is None else int(found)
+
+
+def keeps(since: Since, codes: np.ndarray, time: np.ndarray,
+          names: dict[int, str] | None) -> np.ndarray:
+    """Which events ``since`` keeps: it maps event types to the earliest time kept (the key
+    None: every type not named, and events with no type); an event of a type it does not
+    cover is left out. ``codes`` are the events' types as codes of ``names`` (None: the
+    events carry no type)."""
+    if since is None:
+        return np.ones(len(time), bool)
+    if names is None:
+        return time >= _limit(since, None)
+    table = np.full(max(names, default=-1) + 2, _limit(since, None), np.int64)  # [0]: code -1
+    for code, name in names.items():
+        table[code + 1] = _limit(since, name)
+    return time >= table[np.asarray(codes, np.int64) + 1]
+
+
+@numba.njit(cache=True, nogil=True)
+def _trim(time, lo, hi, limit):  # type: ignore[no-untyped-def]
+    """Each range's first position with a time at or after ``limit`` (a binary search in
+    each profile's rising times), so only the kept events are gathered."""
+    out = lo.copy()
+    for i in range(len(lo)):
+        a, b = lo[i], hi[i]
+        while a < b:
+            mid = (a + b) >> 1
+            if time[mid] < limit:
+                a = mid + 1
+            else:
+                b = mid
+        out[i] = a
+    return out
+
+
+def appended_piece(events: EventStore, appended: list[Piece], first_rank: int,
+                   since: Since = None) -> _Piece | None:
+    """The appended events of the subset's profiles that ``since`` keeps, in arrival order
+    (None: none kept)."""
     tables = [t if len(rows) == t.num_rows else t.take(pa.array(rows))  # rows: ascending
               for t, rows, _ in appended]
     table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
@@ -338,7 +411,11 @@ def appended_piece(events: EventStore, appended: list[Piece], first_rank: int) -
         typ = columns[events.type_field]
         assert typ.dictionary is not None
         codes, names = typ.values, dict(enumerate(typ.dictionary.to_pylist()))
-    return _Piece(columns, np.arange(n), rows, time, first_rank + np.arange(n), codes, names)
+    piece = _Piece(columns, np.arange(n), rows, time, first_rank + np.arange(n), codes, names)
+    if since is None:
+        return piece
+    keep = keeps(since, codes, time, names)
+    return piece if keep.all() else piece.part(keep) if keep.any() else None
 
 
 # ------------------------------------------------------------------ partitions
@@ -432,11 +509,18 @@ def _partition(events: EventStore, types: tuple[str, ...] | None,
     if len(pieces) == 1 and pieces[0].ordered:
         rows, time, rank = pieces[0].rows, pieces[0].time, pieces[0].rank
     else:
-        rows = np.concatenate([p.rows for p in pieces])
-        time = np.concatenate([p.time for p in pieces])
-        rank = np.concatenate([p.rank for p in pieces])
-        order = np.lexsort((rank, time, rows))
-        rows, time, rank = rows[order], time[order], rank[order]
+        # Each piece in order (a base piece is already), then one merge of the runs.
+        runs = [np.arange(len(p.rows)) if p.ordered else np.lexsort((p.rank, p.time, p.rows))
+                for p in pieces]
+        starts = np.cumsum([0, *(len(p.rows) for p in pieces)])
+        pre = np.concatenate([r + s for r, s in zip(runs, starts, strict=False)])
+        rows = np.concatenate([p.rows for p in pieces])[pre]
+        time = np.concatenate([p.time for p in pieces])[pre]
+        rank = np.concatenate([p.rank for p in pieces])[pre]
+        merged = np.empty(len(pre), np.int64)
+        merged[_merge_runs(rows, time, rank, starts)[0]] = np.arange(len(pre))
+        order = pre[merged]
+        rows, time, rank = rows[merged], time[merged], rank[merged]
     columns: dict[str, Column] = {}
     single = types is not None and len(types) == 1
     for name, dtype in events.fields.items():
@@ -519,22 +603,47 @@ def _share_dictionaries(built: list[_Built], events: EventStore, plan: Plan) -> 
 
 def _seq(built: list[_Built]) -> list[np.ndarray | None]:
     """Each partition's ``seq`` when one profile has events of one millisecond in two of
-    them, as `store.events.build_events` keeps it (merged views order such ties by it)."""
+    them, as `store.events.build_events` keeps it (merged views order such ties by it):
+    each event's place in the (row, time, arrival) order of all of them."""
     none: list[np.ndarray | None] = [None] * len(built)
     if sum(1 for b in built if len(b.rows)) < 2:
         return none
-    rows = np.concatenate([b.rows for b in built])
-    time = np.concatenate([b.time for b in built])
-    rank = np.concatenate([b.rank for b in built])
-    owner = np.repeat(np.arange(len(built)), [len(b.rows) for b in built])
-    order = np.lexsort((rank, time, rows))
-    r, t, o = rows[order], time[order], owner[order]
-    if not np.any((r[1:] == r[:-1]) & (t[1:] == t[:-1]) & (o[1:] != o[:-1])):
+    starts = np.cumsum([0, *(len(b.rows) for b in built)])
+    place, ties = _merge_runs(np.concatenate([b.rows for b in built]),
+                              np.concatenate([b.time for b in built]),
+                              np.concatenate([b.rank for b in built]), starts)
+    if not ties:
         return none
-    seq = np.empty(len(order), np.int32 if len(order) < 2**31 else np.int64)
-    seq[order] = np.arange(len(order))
-    bounds = np.cumsum([0, *(len(b.rows) for b in built)])
-    return [seq[bounds[i] : bounds[i + 1]] for i in range(len(built))]
+    seq = place.astype(np.int32 if len(place) < 2**31 else np.int64)
+    return [seq[starts[i] : starts[i + 1]] for i in range(len(built))]
+
+
+@numba.njit(cache=True, nogil=True)
+def _merge_runs(rows, time, rank, starts):  # type: ignore[no-untyped-def]
+    """Merge runs ``starts[i]:starts[i + 1]``, each in (row, time, rank) order: each
+    element's place in the merged order, and whether two runs have an event of one row
+    at one time (a tie across them). Linear in the elements for the few runs here, where a
+    sort of the whole would be n log n."""
+    runs = len(starts) - 1
+    heads = starts[:-1].copy()
+    place = np.empty(len(rows), np.int64)
+    ties = False
+    last_run, last_row, last_time = -1, -1, 0
+    for j in range(len(rows)):
+        best, b = -1, -1
+        for k in range(runs):
+            h = heads[k]
+            if h == starts[k + 1]:
+                continue
+            if best < 0 or rows[h] < rows[b] or (rows[h] == rows[b] and (
+                    time[h] < time[b] or (time[h] == time[b] and rank[h] < rank[b]))):
+                best, b = k, h
+        place[b] = j
+        heads[best] += 1
+        if best != last_run and rows[b] == last_row and time[b] == last_time:
+            ties = True
+        last_run, last_row, last_time = best, rows[b], time[b]
+    return place, ties
 
 
 @dataclass(eq=False)
