@@ -131,6 +131,7 @@ class StreamMachine(RuleBasedStateMachine):
         note(f"definitions {definitions!r} at {at}")
         self.session = eng.stream(at)
         self.fresh = 0
+        self.held: list[int] = []
         self.state = members(self.session)
 
     def _events(self, data: st.DataObject) -> pa.Table | None:
@@ -168,6 +169,8 @@ class StreamMachine(RuleBasedStateMachine):
             return
         note(f"ingest at {self.session.clock}: {events.to_pylist()}")
         before = self.session.clock
+        times = pc.cast(events.column("timestamp"), pa.int64()).to_pylist()
+        self.held += [t for t in times if t > before]  # they apply at their own instants
         changes = self.session.ingest(events)
         self._replay(changes, before, before)
 
@@ -184,10 +187,20 @@ class StreamMachine(RuleBasedStateMachine):
         note(f"advance {clock} → {to}")
         changes = self.session.advance(to)
         self._replay(changes, clock + 1, to)
-        # Exact instants: each change holds at its instant and not one millisecond before.
+        # Exact instants: each change holds at its instant and not one millisecond before
+        # (a batch evaluation at each; the first few changes of the step). The batch sees
+        # all the data, so only instants after the last held event this step released.
+        released = [t for t in self.held if clock < t <= to]
+        self.held = [t for t in self.held if t > to]
         for change in changes[:3]:
-            x = int(change.at.timestamp() * 1000)
-            assert x == round(change.at.timestamp() * 1000)
+            x = round(change.at.timestamp() * 1000)
+            if released and x - 1 < max(released):
+                continue
+            after = expected(self.session, self.definitions, x)[change.segment]
+            before = expected(self.session, self.definitions, x - 1)[change.segment]
+            entered = change.status == "realized"
+            assert (change.profile_id in after, change.profile_id in before) == (
+                entered, not entered), change
 
     def _replay(self, changes: list[MembershipChange], lo: int, hi: int) -> None:
         """The changes, applied in order to the previous state, give the new state; each is
@@ -282,6 +295,8 @@ def test_history_leaves_out_only_events_no_window_reads(data: st.DataObject) -> 
         assert got[name].tolist() == want[name].tolist(), (name, eng.expr(name))
     # Timers from the kept events: nothing changes before a profile's next one.
     timers = Timers.of(exprs, [f.event_types for f in facts])  # as a session's
+    if timers.daily:
+        return  # calendar functions change at midnights, which timers leave out
     nxt = next_changes(sub.store, timers, later)
     for x in sorted(set(nxt.tolist())):
         if x - 1 <= later or x - later > 400 * DAY:

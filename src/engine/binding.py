@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from engine.codegen import Arg, CompileError
 from engine.queries import constant_reference, constant_window
-from engine.timers import bind_rows, spec_of
+from engine.timers import bind_rows, how_of, spec_of
 from store.columns import Column, unify_dictionaries
 from store.profile_store import ProfileStore
 
@@ -94,9 +94,13 @@ def _value(a: Arg, store: ProfileStore, now_ms: Any, segments: Mapping[str, np.n
         return np.stack([_value(Arg(a.name, kind, ref), store, now_ms, segments, cache)
                          for ref in refs])
     if a.kind in ("window", "window_bounds", "period"):
-        if isinstance(now_ms, np.ndarray):  # a timeline kernel: a row per profile
-            spec = np.array(spec_of(a.ref[0], strict=True), np.int64)
-            return bind_rows(spec, now_ms, _TIMED_ROWS[a.kind])
+        if isinstance(now_ms, np.ndarray):  # a timeline kernel: a value per row
+            spec = spec_of(a.ref[0], strict=True)
+            rows: tuple[Any, ...] = ("rows", spec, _TIMED_ROWS[a.kind])  # shared windows
+            if rows not in cache:
+                one = np.array([spec], np.int64)
+                cache[rows] = bind_rows(one[0], how_of(one)[0], now_ms, _TIMED_ROWS[a.kind])
+            return cache[rows]
         return _timed(a, now_ms)
     if a.kind == "segment":
         return segments[a.ref[0]]

@@ -145,10 +145,12 @@ def assemble(shapes: dict[str, Shape], *, timeline: bool = False) -> KernelSourc
     literal, so it depends only on the shapes and on which have more than one instance: a
     kernel compiled for some definitions serves any others of the same shapes.
 
-    ``timeline``: each profile at its own instant. The kernel takes ``nows`` (one instant
-    per profile) for ``now``, and the bounds bound from the instant (`_TIMED`) have a row
-    per profile: a streaming session evaluates the profiles whose windows move at
-    different instants in one call."""
+    ``timeline``: rows, each a profile at an instant of its own. The kernel takes ``nows``,
+    a row per output row (instant, profile), so one profile may be evaluated at several
+    instants over one copy of its data; the bounds bound from the instant (`_TIMED`) and the
+    referenced segments' masks have a value per row: a streaming session evaluates every
+    instant at which the windows of some profiles move in one call."""
+    at = "row" if timeline else "p"  # the output row
     by_key: dict[str, list[str]] = {}
     for name, shape in shapes.items():
         by_key.setdefault(shape.key, []).append(name)
@@ -172,8 +174,14 @@ def assemble(shapes: dict[str, Shape], *, timeline: bool = False) -> KernelSourc
         scalars: list[str] = []  # loads at the top of the instance loop
         swap: dict[str, str] = {v: f"{v}_{j}" for v in first.names}
         rows: dict[str, str] = {}  # arrays indexed first by: the instance, the profile, both
+        lines = list(first.lines)
+        result = first.result
         for k, a in enumerate(first.args):
-            per_profile = timeline and a.kind in _TIMED
+            per_row = timeline and (a.kind in _TIMED or a.kind == "segment")
+            if per_row and a.kind == "segment":  # mask[p] becomes the row's: mask used whole
+                pick = re.compile(rf"(?<![\w.]){re.escape(a.name)}\[p\]")
+                lines = [pick.sub(a.name, line) for line in lines]
+                result = pick.sub(a.name, result)
             if looped and a.kind in _PER_INSTANCE:
                 stacked = new_arg("stack", (a.kind, tuple(shapes[n].args[k].ref for n in names)))
                 if a.kind in _SCALAR:
@@ -181,11 +189,11 @@ def assemble(shapes: dict[str, Shape], *, timeline: bool = False) -> KernelSourc
                     scalars.append(f"{a.name}_{j} = {stacked}[{inst}]")
                 else:
                     swap[a.name] = stacked
-                    rows[a.name] = f"{inst}, p" if per_profile else inst
+                    rows[a.name] = f"{inst}, row" if per_row else inst
             elif a.kind in _PER_INSTANCE:
                 swap[a.name] = new_arg(a.kind, a.ref)
-                if per_profile:
-                    rows[a.name] = "p"
+                if per_row:
+                    rows[a.name] = "row"
             else:
                 key = repr((a.kind, a.ref))
                 if key not in shared:
@@ -194,8 +202,8 @@ def assemble(shapes: dict[str, Shape], *, timeline: bool = False) -> KernelSourc
         rename = _Renamer(swap, rows, f"_{j}")
         base = new_arg("param", ("int", len(order)))
         prologue.extend(rename(line) for line in first.prologue)
-        lines = [rename(line) for line in first.lines]
-        result = rename(first.result)
+        lines = [rename(line) for line in lines]
+        result = rename(result)
         scalars += [f"{a}_{j} = {swap[a]}[{rows[a]}]" for a in sorted(rename.whole)]
         body.append(f"        # shape {j}")
         if looped:
@@ -203,17 +211,17 @@ def assemble(shapes: dict[str, Shape], *, timeline: bool = False) -> KernelSourc
             body.append(f"        for {inst} in range({count}):")
             body.extend(f"            {line}" for line in scalars)
             body.extend(lines)
-            body.append(f"            out[{base} + {inst}, p] = {result}")
+            body.append(f"            out[{base} + {inst}, {at}] = {result}")
         else:
             body.extend(line[4:] for line in lines)  # generated one level deeper
-            body.append(f"        out[{base}, p] = {result}")
+            body.append(f"        out[{base}, {at}] = {result}")
         order.extend(names)
     params = "".join(f", {a.name}" for a in args)
     source = "\n".join([
         f"def kernel(start, stop, {'nows' if timeline else 'now'}, out{params}):",
         *(f"    {line}" for line in prologue),
-        "    for p in range(start, stop):",
-        *(["        now = nows[p]"] if timeline else []),
+        *(["    for row in range(start, stop):", "        now, p = nows[row, 0], nows[row, 1]"]
+          if timeline else ["    for p in range(start, stop):"]),
         *body,
         "",
     ])
@@ -222,9 +230,9 @@ def assemble(shapes: dict[str, Shape], *, timeline: bool = False) -> KernelSourc
 
 class _Renamer:
     """Rewrites a shape's body for its place in a kernel: the names in ``swap`` replaced; an
-    array with leading indices (``rows``: the instance, the profile or both) indexed
+    array with leading indices (``rows``: the instance, the timeline row or both) indexed
     ``x[...]`` becomes ``stacked[lead, ...]``, and used whole, ``stacked[lead]``: inline
-    for the profile alone, else loaded once per instance (`whole`)."""
+    for the row alone, else loaded once per instance (`whole`)."""
 
     def __init__(self, swap: dict[str, str], rows: dict[str, str], suffix: str) -> None:
         self.swap, self.rows, self.suffix = swap, rows, suffix
@@ -242,8 +250,8 @@ class _Renamer:
         lead = self.rows[name]
         if bracket:
             return f"{self.swap[name]}[{lead}, "
-        if lead == "p":
-            return f"{self.swap[name]}[p]"
+        if lead == "row":
+            return f"{self.swap[name]}[row]"
         self.whole.add(name)
         return f"{name}{self.suffix}"
 

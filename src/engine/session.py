@@ -335,20 +335,30 @@ class Engine:
         return [name for level in self.levels() for name in level]
 
     def evaluate_subset(self, store: ProfileStore, names: list[str], at: Any,
-                        masks: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+                        masks: dict[str, np.ndarray] | None = None,
+                        profiles: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Evaluate ``names`` (and the rest of their kernel groups) over a small store of the
         same schema, e.g. `store.subset`'s, with the batch kernels: the same machine code
         when its layout is the engine store's, else kernels for its layout.
 
-        ``at``: one instant, or an int64 array of one instant per profile (a timeline
-        kernel, `engine.codegen.assemble`). ``masks`` holds the rows of referenced segments
-        that are not evaluated (a byte per profile); the result adds a row per evaluated
-        segment."""
+        ``at``: one instant for every profile; or, for a timeline (`engine.codegen.assemble`),
+        an int64 array of instants, a row each, with ``profiles`` the profile of each row
+        (default: each profile once, in order), so one profile can be evaluated at many
+        instants in one call. ``masks`` holds the values of referenced segments that are not
+        evaluated (a byte per profile, or per row on a timeline); the result adds a row per
+        evaluated segment."""
         timeline = isinstance(at, np.ndarray)
-        now: Any = np.asarray(at, np.int64) if timeline else np.int64(to_epoch_ms(at))
+        if timeline:
+            who = np.arange(len(store)) if profiles is None else profiles
+            rows = np.empty((len(at), 2), np.int64)  # (instant, profile): the kernel's nows
+            rows[:, 0], rows[:, 1] = at, who
+            now: Any = rows
+            n = len(rows)
+        else:
+            now = np.int64(to_epoch_ms(at))
+            n = len(store)
         out = dict(masks or {})
         wanted = set(names)
-        n = len(store)
         same = store is self.store or layout(store) == self._layout()
         cache: dict[Any, Any] = {}
         for group in self.groups():
@@ -361,12 +371,12 @@ class Engine:
             kernel = compile_kernel(ks.source)
             if len(self._shared_bound) > 50_000:
                 self._shared_bound.clear()
-            values = bind(ks.args, store, now if timeline else int(now), out, cache,
+            values = bind(ks.args, store, now[:, 0].copy() if timeline else int(now), out, cache,
                           shared=self._shared_bound)
-            rows = np.zeros((len(group), max(n, 1)), np.uint8)
-            kernel(0, n, now, rows, *values)
+            result = np.zeros((len(group), max(n, 1)), np.uint8)
+            kernel(0, n, now, result, *values)
             for k, name in enumerate(ks.segments):
-                out[name] = rows[k, :n]
+                out[name] = result[k, :n]
         return out
 
     def history(self, names: Iterable[str], at: int) -> Since:

@@ -29,7 +29,7 @@ import io
 import json
 import os
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -251,13 +251,14 @@ class StreamSession:
 
     # ------------------------------------------------------------ evaluation
 
-    def _evaluate(self, sub: Subset, names: list[str], at: int | np.ndarray
-                  ) -> list[MembershipChange]:
-        """Evaluate ``names`` for the profiles of ``sub`` at ``at`` (one instant, or one per
-        profile); update memberships and each profile's next timer."""
-        masks = self._engine.evaluate_subset(sub.store, names, at, self._outside(sub, names))
-        when = np.broadcast_to(np.asarray(at, np.int64), sub.index.shape)
-        changes = self._runs(sub, names, masks, when)
+    def _evaluate(self, sub: Subset, names: list[str], at: int) -> list[MembershipChange]:
+        """Evaluate ``names`` for the profiles of ``sub`` at instant ``at``; update
+        memberships and each profile's next timer."""
+        masks = self._engine.evaluate_subset(sub.store, names, at,
+                                              self._outside(sub.index, names))
+        when = np.full(len(sub.index), at, np.int64)
+        changes = self._runs(sub.index, names, masks, when, keys=sub.store.keys,
+                             rows=np.arange(len(sub.index)))
         nxt = next_changes(sub.store, self._timers, at)
         self._next[sub.index] = nxt
         return changes
@@ -268,10 +269,11 @@ class StreamSession:
         that reads them are left out, so a heavy profile costs what its recent events cost."""
         return self._engine.history([*names, *self._timed], at)
 
-    def _outside(self, sub: Subset, names: list[str]) -> dict[str, np.ndarray]:
-        """Rows of the referenced segments that are not evaluated now."""
+    def _outside(self, index: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+        """The values of the referenced segments that are not evaluated now, for the
+        profiles ``index`` (a row each)."""
         wanted = set(names)
-        return {n: self._dense[sub.index, self._row[n]] for n in self._referrers
+        return {n: self._dense[index, self._row[n]] for n in self._referrers
                 if n not in wanted}
 
     def _grow(self, total: int) -> None:
@@ -345,10 +347,10 @@ class StreamSession:
         """Fire every timer up to ``limit``, with no held event or midnight before it.
 
         No data changes meanwhile, so every instant at which a due profile may change is
-        known now (`engine.timers.candidates`): the profiles are repeated, a row per
-        (profile, instant), and evaluated in one timeline kernel call per chunk, each row
-        at its own instant; a change is where a row differs from the one before it (the
-        profile's state at the clock for its first). Changes come out in time order."""
+        known now (`engine.timers.candidates`): a row per (profile, instant), all evaluated
+        by a timeline kernel over one copy of the profiles' data, a call per chunk of rows,
+        each row at its own instant; a change is where a row differs from the one before it
+        (the profile's state at the clock for its first). Changes come out in time order."""
         due, first = self._due(limit)
         if not len(due):
             self.clock = max(self.clock, limit)
@@ -357,26 +359,26 @@ class StreamSession:
         rows, at = candidates(sub.store, self._timers, first - 1, limit)
         names = list(self._timed)
         changes: list[MembershipChange] = []
-        for part in _chunks(rows, _history_sizes(sub.store)[rows]):
-            repeated = subset(sub.store, rows[part], repeats=True)
+        for lo in range(0, len(rows), _CHUNK_ROWS):
+            part = slice(lo, lo + _CHUNK_ROWS)
             index = sub.index[rows[part]]
-            seen = Subset(repeated.store, index, len(index))
-            masks = self._engine.evaluate_subset(repeated.store, names, at[part],
-                                                  self._outside(seen, names))
-            changes += self._runs(seen, names, masks, at[part])
+            masks = self._engine.evaluate_subset(sub.store, names, at[part],
+                                                  self._outside(index, names),
+                                                  profiles=rows[part])
+            changes += self._runs(index, names, masks, at[part], keys=sub.store.keys,
+                                  rows=rows[part])
         nxt = next_changes(sub.store, self._timers, limit)
         self._next[sub.index] = nxt
         self.clock = max(self.clock, limit)
         changes.sort(key=lambda c: c.at)
         return changes
 
-    def _runs(self, seen: Subset, names: list[str], masks: Mapping[str, np.ndarray],
-              at: np.ndarray) -> list[MembershipChange]:
-        """The changes along ``seen``'s rows, row r evaluated at ``at[r]``: a profile's rows
-        are consecutive, at successive instants (one row each, for an ingest); a change is
-        a row that differs from the one before (the profile's state, for its first). Each
-        profile's state becomes its last row's."""
-        index = seen.index
+    def _runs(self, index: np.ndarray, names: list[str], masks: Mapping[str, np.ndarray],
+              at: np.ndarray, *, keys: pa.Array, rows: np.ndarray) -> list[MembershipChange]:
+        """The changes along evaluated rows: row r is profile ``index[r]`` (``keys[rows[r]]``)
+        evaluated at ``at[r]``; a profile's rows are consecutive, at successive instants (one
+        row each, for an ingest); a change is a row that differs from the one before (the
+        profile's state, for its first). Each profile's state becomes its last row's."""
         m = len(index)
         if not m or not names:
             return []
@@ -396,10 +398,10 @@ class StreamSession:
             return []
         ends = index[last]
         self._dense[np.ix_(ends, segs)] = state[:, last].T
-        keys = seen.store.keys.take(pa.array(row)).to_pylist()
+        who = keys.take(pa.array(rows[row])).to_pylist()
         flips = state[seg, row]
         out = [MembershipChange(key, names[g], "realized" if f else "exited", instant(t), p)
-               for key, g, f, t, p in zip(keys, seg.tolist(), flips.tolist(),
+               for key, g, f, t, p in zip(who, seg.tolist(), flips.tolist(),
                                           at[row].tolist(), index[row].tolist(), strict=True)]
         for g in np.unique(seg).tolist():  # the bitmaps follow the final states
             changed = np.unique(index[row[seg == g]])
@@ -488,26 +490,7 @@ class StreamSession:
         self.close()
 
 
-_CHUNK_EVENTS = 1 << 22  # event rows one timeline call may repeat, at most (~100 MB)
-
-
-def _history_sizes(store: ProfileStore) -> np.ndarray:
-    """Events per profile, all partitions."""
-    sizes = np.zeros(len(store), np.int64)
-    for part in store.events.partitions:
-        sizes += np.diff(np.asarray(part.offsets, np.int64)).astype(np.int64)
-    return sizes
-
-
-def _chunks(rows: np.ndarray, cost: np.ndarray) -> Iterator[np.ndarray]:
-    """Consecutive slices of ``rows`` costing at most `_CHUNK_EVENTS` each (at least a row)."""
-    total = np.cumsum(cost + 1)
-    start = 0
-    while start < len(rows):
-        base = total[start - 1] if start else 0
-        stop = max(start + 1, int(np.searchsorted(total, base + _CHUNK_EVENTS, "right")))
-        yield np.arange(start, min(stop, len(rows)))
-        start = stop
+_CHUNK_ROWS = 1 << 14  # timeline rows per kernel call: their bound windows take ~5 KB a row
 
 
 def _referrers(facts: Mapping[str, Any]) -> dict[str, list[str]]:

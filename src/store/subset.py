@@ -5,7 +5,8 @@ A streaming session evaluates segments for the handful of profiles an incoming b
 a small `ProfileStore` of just those profiles: each one's attributes (base, the store's
 delta upserts, then the new upserts; the last write wins) and its complete event history
 (base, delta, then the new events, in time order; equal times keep arrival order), exactly
-what ``store.append(...)`` followed by ``store.compacted()`` holds for them.
+what ``store.append(...)`` followed by ``store.compacted()`` holds for them; or, with
+``since``, the part of it a caller asks for (per event type, from an instant on).
 
 Its layout (`store.layout`) is the store's whenever the data allows: the same partitions
 with the same ``types`` in the same order, even if empty here; the same fields per
@@ -99,7 +100,6 @@ def subset(
     like: Layout | None = None,
     time_units: Mapping[str, str] | None = None,
     assume_tz: str = "UTC",
-    repeats: bool = False,
     since: Since = None,
 ) -> Subset:
     """The profiles ``profiles`` of ``store`` (base and delta) with new data appended.
@@ -118,10 +118,6 @@ def subset(
 
     ``like``: the layout to produce (default: ``layout(store)``), e.g. a widened layout
     the caller already has kernels for; it must describe a store of the same schema.
-
-    ``repeats``: ``profiles`` may name a profile more than once (each copy is a row, e.g.
-    to evaluate one profile at several instants in one kernel call); only for a store with
-    no delta and no new data, whose rows are all in its base.
 
     ``since``: which events to keep, per event type the earliest time (the key None: every
     other type); a type not covered is left out (None: keep all). A streaming session keeps
@@ -143,9 +139,7 @@ def subset(
             index = np.unique(np.concatenate(touched)) if touched else np.zeros(0, np.int64)
             selected = int(np.count_nonzero(index < known))
         else:
-            if repeats and (state.batches or extra):
-                raise ValueError("repeats=True needs a store without delta or new data")
-            chosen = _chosen(profiles, known, repeats=repeats)
+            chosen = _chosen(profiles, known)
             index = np.concatenate([chosen, np.arange(known, numbering.total, dtype=np.int64)])
             selected = len(chosen)
         row_of = _RowOf(index)
@@ -181,8 +175,7 @@ def as_table(rows: Rows | Mapping[str, Any] | None) -> pa.Table | None:
     return rows
 
 
-def _chosen(profiles: Sequence[int] | np.ndarray, known: int, *, repeats: bool = False
-            ) -> np.ndarray:
+def _chosen(profiles: Sequence[int] | np.ndarray, known: int) -> np.ndarray:
     chosen = np.asarray(profiles)
     if chosen.ndim != 1 or not (chosen.size == 0 or np.issubdtype(chosen.dtype, np.integer)):
         raise ValueError("profiles must be a 1-D array of profile indices")
@@ -191,7 +184,7 @@ def _chosen(profiles: Sequence[int] | np.ndarray, known: int, *, repeats: bool =
     if len(bad):
         raise IndexError(f"profile index {chosen[bad[0]]} is out of range: the store has {known} "
                          "profiles (base and delta); give new profiles as keys in the new data")
-    if not repeats and len(np.unique(chosen)) != len(chosen):
+    if len(np.unique(chosen)) != len(chosen):
         raise ValueError("profiles holds an index twice")
     return chosen
 
