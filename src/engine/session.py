@@ -159,6 +159,7 @@ class Engine:
         self._store_layout: Layout | None = None
         self._other_sources: dict[Any, KernelSource] = {}
         self._groups: list[list[str]] | None = None  # by `groups`; reset by define
+        self._levels: list[list[str]] | None = None  # by `levels`; reset by define
         self._shared_bound: dict[Any, Any] = {}  # bound values no store changes (binding)
         self._reach: dict[frozenset[str], dict[str | None, int | None]] = {}  # by `history`
 
@@ -179,10 +180,16 @@ class Engine:
         self._sources.clear()
         self._other_sources.clear()
         self._groups = None
+        self._levels = None
         self._reach.clear()
 
     def levels(self) -> list[list[str]]:
         """Segment names by dependency level (level 0 refers to no segment)."""
+        if self._levels is None:
+            self._levels = self._leveled()
+        return [list(names) for names in self._levels]
+
+    def _leveled(self) -> list[list[str]]:
         level: dict[str, int] = {}
 
         def visit(name: str, path: tuple[str, ...]) -> int:

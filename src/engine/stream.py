@@ -392,12 +392,14 @@ class StreamSession:
         state = np.stack([np.asarray(masks[n][:m], np.uint8) for n in names])
         before = np.empty_like(state)
         before[:, 1:] = state[:, :-1]
-        before[:, starts] = self._dense[np.ix_(index[starts], segs)].T
+        before[:, starts] = self._dense[index[starts]][:, segs].T  # whole rows: contiguous
         seg, row = np.nonzero(state != before)  # segment by segment, rows in order
         if not len(row):
             return []
         ends = index[last]
-        self._dense[np.ix_(ends, segs)] = state[:, last].T
+        block = self._dense[ends]
+        block[:, segs] = state[:, last].T
+        self._dense[ends] = block
         who = keys.take(pa.array(rows[row])).to_pylist()
         flips = state[seg, row]
         out = [MembershipChange(key, names[g], "realized" if f else "exited", instant(t), p)
