@@ -1,0 +1,493 @@
+"""The identity graph: (namespace, value) identities seen together are one person.
+
+A record (a profile row or an event) carries one or more identities: a cookie, a CRM id, an
+email. Identities seen in one record are *linked*; linked identities form a *graph*, one
+graph per person, and a person is one profile. `IdentityGraph.observe` takes the records in
+time order and keeps, per graph, its identities and the links between them; every accepted
+record is kept in an append-only log (`Link`: what was linked, when, from which record), so a
+graph can be explained and rebuilt: replaying the log gives the same graphs, whether the
+records came one by one (streaming) or all at once (a batch build).
+
+Guards against *profile collapse*, where one shared device or junk value would merge
+thousands of people (the commonest complaint about peers):
+
+* **Blocked values**: "null", "anonymous", "", "test@test.com" and the like (configurable)
+  are never identities; a record's blocked values are reported and left out.
+* **Unique namespaces**: a graph holds at most one identity of a unique namespace (e.g.
+  ``crm_id``). A record that would put two into one graph is refused, reported (`Refusal`)
+  and links nothing; its new identities stand alone.
+* **At most ``max_identities`` per graph** (default 50): before a graph grows past it, its
+  oldest identities are removed, cookies first, then devices, then people-level ids (by
+  tier, then last seen, then first seen). Their links go with them, which may split the
+  rest of the graph into several people.
+* **Cookie lifetime**: an identity of a cookie namespace expires after ``cookie_lifetime_ms``
+  without being seen (default one year, rolling); `expire` removes it. A graph left without
+  identities is gone: its profile is removed.
+
+Which graph survives a merge: the one whose *primary* identity ranks first (namespace
+priority, the order of `IdentityConfig.namespaces`; then the earliest seen), so a known
+customer absorbs an anonymous visitor, never the reverse. Graph ids are stable: the survivor
+keeps its id, an absorbed graph's id is retired.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+from array import array
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from store.errors import DataError, StoreFormatError
+from store.files import write_atomic
+
+__all__ = [
+    "DEFAULT_BLOCKED",
+    "IdentityConfig",
+    "IdentityGraph",
+    "Link",
+    "Namespace",
+    "Observation",
+    "Refusal",
+    "Tier",
+]
+
+DAY_MS = 86_400_000
+DEFAULT_BLOCKED = frozenset({
+    "", "null", "none", "nil", "nan", "undefined", "unknown", "anonymous", "invalid", "n/a",
+    "na", "0", "-1", "test", "test@test.com", "test@example.com", "noemail@noemail.com",
+    "email@email.com", "no@email.com",
+})
+
+Identity = tuple[str, str]  # (namespace, value)
+
+
+class Tier(enum.IntEnum):
+    """What an identity names: removed in this order when a graph is full."""
+
+    COOKIE = 0  # a browser: anonymous, expires
+    DEVICE = 1  # a device id (IDFA, GAID, ...)
+    PERSON = 2  # a person across devices: CRM id, email, phone
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """An identity namespace: its tier, and whether a graph may hold more than one."""
+
+    name: str
+    tier: Tier = Tier.PERSON
+    unique: bool = False
+
+
+@dataclass(frozen=True)
+class IdentityConfig:
+    """How identities link. ``namespaces`` in priority order (first: the primary identity of
+    a graph that holds it); values of other namespaces are refused."""
+
+    namespaces: tuple[Namespace, ...]
+    max_identities: int = 50
+    blocked: frozenset[str] = DEFAULT_BLOCKED  # compared stripped and case-insensitively
+    cookie_lifetime_ms: int = 365 * DAY_MS
+    max_per_record: int = 0  # 0: 20, or max_identities if smaller
+    max_value_length: int = 1024
+
+    def __post_init__(self) -> None:
+        if not self.max_per_record:
+            object.__setattr__(self, "max_per_record", min(20, self.max_identities))
+        names = [n.name for n in self.namespaces]
+        if not names:
+            raise ValueError("an identity configuration needs at least one namespace")
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"namespace {twice[0]!r} is declared twice")
+        if self.max_identities < 2:
+            raise ValueError(f"max_identities must be at least 2, not {self.max_identities}")
+        if not 1 <= self.max_per_record <= self.max_identities:
+            raise ValueError(f"max_per_record must be between 1 and max_identities "
+                             f"({self.max_identities}), not {self.max_per_record}")
+        object.__setattr__(self, "blocked", frozenset(b.strip().lower() for b in self.blocked))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "identity configuration"
+                  ) -> IdentityConfig:
+        """From a mapping as in a TOML ``[identity]`` table::
+
+            namespaces = [
+              { name = "crm_id", tier = "person", unique = true },
+              { name = "email", tier = "person" },
+              { name = "ecid", tier = "cookie" },
+            ]
+            max_identities = 50
+            blocked = ["test@test.com"]        # added to the defaults
+            cookie_lifetime_days = 365
+        """
+        known = {"namespaces", "max_identities", "blocked", "cookie_lifetime_days",
+                 "max_per_record", "max_value_length"}
+        extra = sorted(set(data) - known)
+        if extra:
+            raise DataError(f"{source}: unknown key {extra[0]!r}",
+                            hint=f"the keys are {', '.join(sorted(known))}")
+        spaces = []
+        for i, given in enumerate(data.get("namespaces", ())):
+            where = f"{source}: namespaces[{i}]"
+            entry = {"name": given} if isinstance(given, str) else given
+            if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
+                raise DataError(f"{where} must be a name or a table with a name")
+            tier = entry.get("tier", "person")
+            if tier not in {t.name.lower() for t in Tier}:
+                raise DataError(f"{where}: tier {tier!r} is not one of cookie, device, person")
+            bad = sorted(set(entry) - {"name", "tier", "unique"})
+            if bad:
+                raise DataError(f"{where}: unknown key {bad[0]!r}",
+                                hint="a namespace has name, tier and unique")
+            spaces.append(Namespace(entry["name"], Tier[tier.upper()],
+                                    bool(entry.get("unique", False))))
+        try:
+            return cls(
+                tuple(spaces),
+                max_identities=int(data.get("max_identities", 50)),
+                blocked=DEFAULT_BLOCKED | frozenset(map(str, data.get("blocked", ()))),
+                cookie_lifetime_ms=int(float(data.get("cookie_lifetime_days", 365)) * DAY_MS),
+                max_per_record=int(data.get("max_per_record", 0)),
+                max_value_length=int(data.get("max_value_length", 1024)),
+            )
+        except ValueError as e:
+            raise DataError(f"{source}: {e}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "namespaces": [{"name": n.name, "tier": n.tier.name.lower(), "unique": n.unique}
+                           for n in self.namespaces],
+            "max_identities": self.max_identities,
+            "blocked": sorted(self.blocked - DEFAULT_BLOCKED),
+            "cookie_lifetime_days": self.cookie_lifetime_ms / DAY_MS,
+            "max_per_record": self.max_per_record,
+            "max_value_length": self.max_value_length,
+        }
+
+
+class Link(NamedTuple):
+    """An accepted record: its identities were linked at ``at`` (epoch ms)."""
+
+    seq: int
+    at: int
+    identities: tuple[Identity, ...]
+    source: str  # the dataset, file or stream the record came from, and where in it
+
+
+class Refusal(NamedTuple):
+    """A record whose identities were not linked, and why."""
+
+    at: int
+    identities: tuple[Identity, ...]
+    source: str
+    reason: str
+
+
+@dataclass
+class Observation:
+    """What one record did to the graph."""
+
+    graph: int  # the graph its identities are in now (-1: none, all were blocked)
+    merged: list[tuple[int, int]] = field(default_factory=list)  # (survivor, absorbed)
+    removed: list[Identity] = field(default_factory=list)  # evicted from a full graph
+    split: list[int] = field(default_factory=list)  # graphs made by removals
+    created: list[int] = field(default_factory=list)  # graphs of identities new here
+    blocked: list[Identity] = field(default_factory=list)
+    refusal: Refusal | None = None
+
+
+class IdentityGraph:
+    """Identities, their links and their graphs (see the module docstring). Not thread-safe."""
+
+    def __init__(self, config: IdentityConfig) -> None:
+        self.config = config
+        self._space = {n.name: n for n in config.namespaces}
+        self._rank = {n.name: i for i, n in enumerate(config.namespaces)}
+        self._id: dict[Identity, int] = {}
+        self._identity: list[Identity] = []
+        # Numbers per identity in arrays: no container for the garbage collector to walk.
+        self._graph = array("q")  # graph of each identity id; -1 once removed
+        self._first = array("q")
+        self._seen = array("q")
+        # Tuples, not sets: tuples of numbers leave the garbage collector's books, and with
+        # millions of identities its full passes otherwise took 60% of the time.
+        self._adj: list[tuple[int, ...]] = []  # linked identity ids
+        self._members: dict[int, tuple[int, ...]] = {}  # graph id -> identity ids
+        self._primary: dict[int, int] = {}  # graph id -> its primary identity id
+        self._unique: dict[int, dict[str, str]] = {}  # graph id -> unique namespace -> value
+        self._uniques = {n.name for n in config.namespaces if n.unique}
+        self._next_graph = 0
+        self._log: list[tuple[int, int, tuple[Identity, ...], str]] = []  # plain tuples: see _adj
+        self.refusals: list[Refusal] = []
+        self.removals: list[tuple[int, Identity, str]] = []  # (at, identity, why)
+        # Every change, as `load` replays it: JSON text, which the garbage collector skips.
+        self._calls: list[str] = []
+
+    # ------------------------------------------------------------ reading
+
+    def __len__(self) -> int:
+        """The number of graphs (people)."""
+        return len(self._members)
+
+    def graphs(self) -> list[int]:
+        return sorted(self._members)
+
+    def graph_of(self, identity: Identity) -> int | None:
+        """The graph holding ``identity``; None if it is unknown or was removed."""
+        i = self._id.get(identity)
+        return None if i is None or self._graph[i] < 0 else self._graph[i]
+
+    def identities(self, graph: int) -> list[Identity]:
+        """The identities of ``graph``, primary first, then by priority and first seen."""
+        return [self._identity[i] for i in sorted(self._members[graph], key=self._order)]
+
+    def primary(self, graph: int) -> Identity:
+        """The identity that names the person: highest namespace priority, earliest seen."""
+        return self._identity[self._primary[graph]]
+
+    @property
+    def log(self) -> list[Link]:
+        """Every accepted link, in order."""
+        return [Link(*entry) for entry in self._log]
+
+    def links(self, graph: int) -> list[Link]:
+        """The log entries that touched any identity of ``graph`` now, in order."""
+        mine = {self._identity[i] for i in self._members[graph]}
+        return [Link(*e) for e in self._log if mine.intersection(e[2])]
+
+    def last_seen(self, identity: Identity) -> int:
+        return self._seen[self._id[identity]]
+
+    # ------------------------------------------------------------ records
+
+    def observe(self, identities: Iterable[tuple[str, Any]], at: int, source: str = ""
+                ) -> Observation:
+        """Link the identities of one record seen at ``at`` (epoch ms; records must come in
+        time order for `expire` and the removal order to mean what they say). Bad input (an
+        unknown namespace, too many identities, a value too long) raises `DataError` and
+        changes nothing."""
+        items = [(n, v if v is None or type(v) is str else str(v)) for n, v in identities]
+        wanted, blocked = self._clean(items, source)
+        self._calls.append(json.dumps(["observe", at, source, items]))
+        out = Observation(-1, blocked=blocked)
+        if not wanted:
+            return out
+        ids = []
+        seen, graph_of = self._seen, self._graph
+        for ident in wanted:
+            i = self._id.get(ident)
+            if i is None or graph_of[i] < 0:
+                i = self._new_identity(ident, at, i)
+                out.created.append(graph_of[i])
+            elif seen[i] < at:
+                seen[i] = at
+            ids.append(i)
+        graphs = sorted({graph_of[i] for i in ids})
+        conflict = self._unique_conflict(graphs)
+        if conflict is not None:
+            refusal = Refusal(at, tuple(wanted), source, conflict)
+            self.refusals.append(refusal)
+            out.refusal = refusal
+            out.graph = self._graph[ids[0]]
+            return out
+        if len(wanted) > 1:  # a record of one identity is a sighting: it links nothing
+            self._log.append((len(self._log), at, tuple(wanted), source))
+        survivor = graphs[0] if len(graphs) == 1 else min(
+            graphs, key=lambda g: self._order(self._primary[g]))
+        for g in graphs:
+            if g != survivor:
+                self._absorb(survivor, g)
+                out.merged.append((survivor, g))
+        if len(ids) > 1:
+            adj = self._adj
+            for a in ids:
+                known = adj[a]
+                adj[a] = known + tuple(b for b in ids if b != a and b not in known)
+        out.graph = survivor
+        if len(self._members[survivor]) > self.config.max_identities:
+            self._shrink(survivor, set(ids), at, out)
+        return out
+
+    def expire(self, now: int) -> list[tuple[Identity, int | None]]:
+        """Remove the cookies not seen for ``cookie_lifetime_ms`` before ``now``: each with
+        the graph it leaves (None when that graph is gone: no identity left)."""
+        self._calls.append(json.dumps(["expire", now]))
+        limit = now - self.config.cookie_lifetime_ms
+        out: list[tuple[Identity, int | None]] = []
+        for i, ident in enumerate(self._identity):
+            if (self._graph[i] >= 0 and self._seen[i] < limit
+                    and self._space[ident[0]].tier is Tier.COOKIE):
+                g = self._graph[i]
+                self._remove(i, now, "expired")
+                self._components(g, None)
+                out.append((ident, g if g in self._members else None))
+        return out
+
+    # ------------------------------------------------------------ persistence
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """The configuration and the log, atomically (a JSON document); `load` replays it."""
+        doc = {"format": "pqlite-identities", "version": 1, "config": self.config.to_dict(),
+               "records": [json.loads(c) for c in self._calls]}
+        write_atomic(path, json.dumps(doc, separators=(",", ":")))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> IdentityGraph:
+        try:
+            doc = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as e:
+            raise StoreFormatError(f"{path}: not a readable identity graph ({e})") from None
+        if not isinstance(doc, dict) or doc.get("format") != "pqlite-identities":
+            raise StoreFormatError(f"{path} is not a pqlite identity graph")
+        graph = cls(IdentityConfig.from_dict(doc["config"], source=str(path)))
+        for entry in doc["records"]:
+            if entry[0] == "observe":
+                graph.observe([tuple(x) for x in entry[3]], entry[1], entry[2])
+            else:
+                graph.expire(entry[1])
+        return graph
+
+    # ------------------------------------------------------------ internals
+
+    def _order(self, i: int) -> tuple[int, int, int]:
+        return self._rank[self._identity[i][0]], self._first[i], i
+
+    def _clean(self, identities: list[tuple[str, str | None]], source: str
+               ) -> tuple[list[Identity], list[Identity]]:
+        """The record's identities, each once, checked; blocked values apart."""
+        wanted: list[Identity] = []
+        blocked: list[Identity] = []
+        for namespace, value in identities:
+            if namespace not in self._space:
+                raise DataError(f"{source or 'a record'}: unknown identity namespace "
+                                f"{namespace!r}", hint="declare it in the identity "
+                                f"configuration; known: {', '.join(self._space)}")
+            if value is None:
+                continue
+            text = value
+            ident = (namespace, text)
+            if text.strip().lower() in self.config.blocked:
+                blocked.append(ident)
+            elif len(text) > self.config.max_value_length:
+                raise DataError(f"{source or 'a record'}: a {namespace} value of {len(text)} "
+                                f"characters (at most {self.config.max_value_length})")
+            elif ident not in wanted:
+                wanted.append(ident)
+        if len(wanted) > self.config.max_per_record:
+            raise DataError(f"{source or 'a record'} carries {len(wanted)} identities (at most "
+                            f"{self.config.max_per_record})",
+                            hint="raise max_per_record in the identity configuration")
+        return wanted, blocked
+
+    def _new_identity(self, ident: Identity, at: int, old: int | None) -> int:
+        if old is None:
+            i = len(self._identity)
+            self._id[ident] = i
+            self._identity.append(ident)
+            self._graph.append(-1)
+            self._first.append(at)
+            self._seen.append(at)
+            self._adj.append(())
+        else:  # removed before, seen again: a new identity under the same id
+            i = old
+            self._first[i] = self._seen[i] = at
+        g = self._next_graph
+        self._next_graph += 1
+        self._graph[i] = g
+        self._members[g] = (i,)
+        self._primary[g] = i
+        self._unique[g] = {ident[0]: ident[1]} if ident[0] in self._uniques else {}
+        return i
+
+    def _unique_conflict(self, graphs: list[int]) -> str | None:
+        """Why joining ``graphs`` (the record's identities are in them) would put two values
+        of a unique namespace into one graph."""
+        if len(graphs) < 2 or not self._uniques:
+            return None
+        held = dict(self._unique[graphs[0]])
+        for g in graphs[1:]:
+            for namespace, value in self._unique[g].items():
+                if held.setdefault(namespace, value) != value:
+                    values = sorted({self._unique[h][namespace] for h in graphs
+                                     if namespace in self._unique[h]})
+                    shown = ", ".join(repr(v) for v in values[:3])
+                    return (f"namespace {namespace!r} is unique, and this record would join "
+                            f"{len(values)} of its values into one graph ({shown})")
+        return None
+
+    def _absorb(self, survivor: int, other: int) -> None:
+        members = self._members.pop(other)
+        for i in members:
+            self._graph[i] = survivor
+        self._members[survivor] += members
+        self._primary[survivor] = min(self._primary[survivor], self._primary.pop(other),
+                                      key=self._order)
+        self._unique[survivor].update(self._unique.pop(other))
+
+    def _shrink(self, graph: int, keep: set[int], at: int, out: Observation) -> None:
+        """Remove the oldest identities of a graph that grew too large (never the record's
+        own), then split off what no longer hangs together."""
+        members = self._members[graph]
+        removable = sorted(set(members) - keep, key=lambda i: (
+            self._space[self._identity[i][0]].tier, self._seen[i], self._first[i], i))
+        excess = len(members) - self.config.max_identities
+        for i in removable[:excess]:
+            out.removed.append(self._identity[i])
+            self._remove(i, at, "graph full")
+        out.split += self._components(graph, next(iter(keep)))
+
+    def _remove(self, i: int, at: int, why: str) -> None:
+        g = self._graph[i]
+        self._members[g] = tuple(x for x in self._members[g] if x != i)
+        for j in self._adj[i]:
+            self._adj[j] = tuple(x for x in self._adj[j] if x != i)
+        self._adj[i] = ()
+        self._graph[i] = -1
+        self.removals.append((at, self._identity[i], why))
+
+    def _components(self, graph: int, anchor: int | None) -> list[int]:
+        """Split ``graph`` into its connected parts: the one holding ``anchor`` (else the one
+        holding the primary identity) keeps the id, the others get new ones (returned). A
+        graph with no identity left is dropped."""
+        members = self._members[graph]
+        if not members:
+            del self._members[graph], self._primary[graph], self._unique[graph]
+            return []
+        parts = []
+        todo = set(members)
+        while todo:
+            start = min(todo, key=self._order)
+            part, stack = {start}, [start]
+            while stack:
+                for j in self._adj[stack.pop()]:
+                    if j not in part:
+                        part.add(j)
+                        stack.append(j)
+            todo -= part
+            parts.append(part)
+        main = next((p for p in parts if anchor in p), parts[0])
+        self._members[graph] = tuple(main)
+        self._refresh(graph)
+        made = []
+        for part in parts:
+            if part is main:
+                continue
+            g = self._next_graph
+            self._next_graph += 1
+            self._members[g] = tuple(part)
+            for i in part:
+                self._graph[i] = g
+            self._refresh(g)
+            made.append(g)
+        return made
+
+    def _refresh(self, graph: int) -> None:
+        """A graph's primary identity and unique values, from its members."""
+        members = self._members[graph]
+        self._primary[graph] = min(members, key=self._order)
+        self._unique[graph] = {self._identity[i][0]: self._identity[i][1] for i in members
+                               if self._identity[i][0] in self._uniques}
