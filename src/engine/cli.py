@@ -21,6 +21,7 @@ from engine import ir
 from engine.analysis import Analysis, analyze
 from engine.checker import check, did_you_mean
 from engine.cli_data import add_commands
+from engine.cli_identity import add_commands as add_identity_commands
 from engine.cli_run import add_commands as add_run_commands
 from engine.cli_stream import add_commands as add_stream_commands
 from engine.errors import SegmentError, SegmentNameError, raise_all
@@ -95,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     add_commands(sub)
     add_run_commands(sub)
     add_stream_commands(sub)
+    add_identity_commands(sub)
     return p
 
 

@@ -24,8 +24,11 @@ batch rebuild and a stream agree.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,11 +36,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from store.errors import DataError
+from store.files import write_atomic
 from store.identities import Identity, IdentityConfig, IdentityGraph
 from store.merging import Fragment, Merged, MergePolicy, merge
 from store.profile_store import ProfileStore
 
-__all__ = ["Records", "Stitched", "person_key", "stitch"]
+__all__ = ["Records", "StitchPlan", "Stitched", "person_key", "stitch"]
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,125 @@ class Stitched:
     person_of: dict[Identity, str]  # every identity seen -> its person's key
     attributes: dict[str, Merged]  # person key -> merged attributes and their fragments
     dropped_events: list[int] = field(default_factory=list)  # rows with no usable identity
+
+
+    def person(self, identity: Identity) -> str:
+        """The key of the person ``identity`` belongs to (its own, if the graph dropped it)."""
+        g = self.graph.graph_of(identity)
+        return person_key(self.graph.primary(g) if g is not None else identity)
+
+    def explain(self) -> Iterator[dict[str, Any]]:
+        """Per person: its identities, the links and refusals that concern them (with their
+        times and sources), and where each attribute's value came from."""
+        links: dict[str, list[dict[str, Any]]] = {}
+        for link in self.graph.log:
+            links.setdefault(self.person(link.identities[0]), []).append({
+                "at": link.at, "source": link.source,
+                "identities": [person_key(x) for x in link.identities]})
+        refusals: dict[str, list[dict[str, Any]]] = {}
+        for r in self.graph.refusals:
+            for who in sorted({self.person(x) for x in r.identities}):
+                refusals.setdefault(who, []).append({
+                    "at": r.at, "source": r.source, "reason": r.reason,
+                    "identities": [person_key(x) for x in r.identities]})
+        members: dict[str, list[str]] = {}
+        for g in self.graph.graphs():
+            members[person_key(self.graph.primary(g))] = [
+                person_key(x) for x in self.graph.identities(g)]
+        for key in self.store.keys.to_pylist():
+            merged = self.attributes.get(key)
+            yield {
+                "person": key,
+                "identities": members.get(key, [key]),
+                "links": links.get(key, []),
+                "refusals": refusals.get(key, []),
+                "attributes": {} if merged is None else {
+                    name: {"value": value, "dataset": merged.sources[name].dataset,
+                           "identity": person_key(merged.sources[name].identity),
+                           "updated": merged.sources[name].updated}
+                    for name, value in merged.values.items()},
+            }
+
+    def save(self, directory: str | os.PathLike[str]) -> None:
+        """``directory/store`` (the people), ``identities.json`` (the graph's log, which
+        `IdentityGraph.load` replays) and ``people.jsonl`` (`explain`, a line per person),
+        each written atomically."""
+        root = Path(directory)
+        root.mkdir(parents=True, exist_ok=True)
+        self.store.save(root / "store")
+        self.graph.save(root / "identities.json")
+        lines = (json.dumps(entry, default=str) for entry in self.explain())
+        write_atomic(root / "people.jsonl", "".join(f"{line}\n" for line in lines))
+
+
+@dataclass(frozen=True)
+class StitchPlan:
+    """What `pqlite stitch` reads: a TOML file (paths relative to it)::
+
+        [identity]                      # store.identities.IdentityConfig.from_dict
+        namespaces = [{ name = "crm_id", unique = true }, { name = "ecid", tier = "cookie" }]
+
+        [merge_policy]                  # optional: store.merging.MergePolicy.from_dict
+        attributes = "timestamp"
+
+        [[profiles]]                    # any number of profile datasets
+        name = "crm"
+        path = "crm.parquet"            # Parquet or CSV, a file or a directory
+        identities = { customer = "crm_id" }
+        time = "updated"                # optional
+
+        [events]                        # optional
+        name = "web"
+        path = "web.parquet"
+        identities = { customer = "crm_id", cookie = "ecid" }
+        time = "timestamp"
+        type = "eventType"              # optional
+    """
+
+    config: IdentityConfig
+    policy: MergePolicy
+    profiles: tuple[Records, ...]
+    events: Records | None
+    event_type: str | None
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str]) -> StitchPlan:
+        import tomllib
+
+        from store.loading import read_table
+
+        where = Path(path)
+        try:
+            doc = tomllib.loads(where.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise DataError(f"{where}: {e}") from None
+        extra = sorted(set(doc) - {"identity", "merge_policy", "profiles", "events"})
+        if extra:
+            raise DataError(f"{where}: unknown table [{extra[0]}]",
+                            hint="the tables are identity, merge_policy, profiles, events")
+        if "identity" not in doc:
+            raise DataError(f"{where} has no [identity] table", hint="declare the namespaces")
+        config = IdentityConfig.from_dict(doc["identity"], source=f"{where} [identity]")
+        policy = MergePolicy.from_dict("default", doc.get("merge_policy", {}))
+
+        def records(entry: Mapping[str, Any], what: str) -> Records:
+            bad = sorted(set(entry) - {"name", "path", "identities", "time", "type"})
+            if bad or "path" not in entry or "identities" not in entry:
+                raise DataError(f"{where} [{what}]: needs path and identities"
+                                + (f"; unknown key {bad[0]!r}" if bad else ""),
+                                hint="keys: name, path, identities, time, type")
+            table, _ = read_table(where.parent / entry["path"])
+            return Records(str(entry.get("name", Path(entry["path"]).stem)), table,
+                           dict(entry["identities"]), entry.get("time"))
+
+        profiles = tuple(records(e, "[profiles]") for e in doc.get("profiles", ()))
+        events = doc.get("events")
+        return cls(config, policy, profiles, records(events, "events") if events else None,
+                   events.get("type") if events else None)
+
+    def stitch(self) -> Stitched:
+        return stitch(self.profiles, self.events, self.config, self.policy,
+                      event_type=self.event_type)
 
 
 def person_key(identity: Identity) -> str:
