@@ -147,7 +147,7 @@ def test_graph_equals_the_oracle(steps: list[Any], cap: int) -> None:
                 oracle.rank[i[0]], oracle.first[i], oracle.created[i]))
             assert g.primary(x) == ranked[0]
     replayed = IdentityGraph(config)
-    for call in map(json.loads, g._calls):  # the log replays to the same people
+    for call in map(json.loads, g._calls.values()):  # the log replays to the same people
         if call[0] == "observe":
             replayed.observe([tuple(x) for x in call[3]], call[1], call[2])
         else:

@@ -36,7 +36,7 @@ import enum
 import json
 import os
 from array import array
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -98,6 +98,10 @@ class IdentityConfig:
         if not self.max_per_record:
             object.__setattr__(self, "max_per_record", min(20, self.max_identities))
         names = [n.name for n in self.namespaces]
+        for name in names:
+            if not name or any(ord(c) < 32 for c in name):
+                raise ValueError(f"namespace name {name!r} must be non-empty, without "
+                                 "control characters")
         if not names:
             raise ValueError("an identity configuration needs at least one namespace")
         twice = sorted({n for n in names if names.count(n) > 1})
@@ -207,43 +211,46 @@ class IdentityGraph:
         self.config = config
         self._space = {n.name: n for n in config.namespaces}
         self._rank = {n.name: i for i, n in enumerate(config.namespaces)}
-        self._id: dict[Identity, int] = {}
-        self._identity: list[Identity] = []
-        # Numbers per identity in arrays: no container for the garbage collector to walk.
+        # Python's garbage collector walks every element of every container it tracks at
+        # each full pass, a cache miss each: with millions of identities that took 60% of the
+        # time. So only dicts of strings and numbers (which it does not track) and arrays of
+        # numbers; a graph's members and an identity's links are strings of ids ("3 17 42"):
+        # a graph holds at most `max_identities`, so they stay short.
+        self._id: dict[str, int] = {}  # "namespace\x1fvalue" -> identity id
+        self._identity = _Names()
         self._graph = array("q")  # graph of each identity id; -1 once removed
+        self._ns = array("q")  # its namespace's priority rank
         self._first = array("q")
         self._seen = array("q")
-        # Tuples, not sets: tuples of numbers leave the garbage collector's books, and with
-        # millions of identities its full passes otherwise took 60% of the time.
-        self._adj: list[tuple[int, ...]] = []  # linked identity ids
-        self._members: dict[int, tuple[int, ...]] = {}  # graph id -> identity ids
+        self._adj: dict[int, str] = {}  # identity id -> the ids linked to it
+        self._members: dict[int, str] = {}  # graph id -> its identity ids
+        self._size: dict[int, int] = {}  # graph id -> how many
         self._primary: dict[int, int] = {}  # graph id -> its primary identity id
-        self._unique: dict[int, dict[str, str]] = {}  # graph id -> unique namespace -> value
-        self._uniques = {n.name for n in config.namespaces if n.unique}
+        self._uniques = [n.name for n in config.namespaces if n.unique]
+        self._unique: dict[str, dict[int, str]] = {n: {} for n in self._uniques}  # graph -> value
         self._next_graph = 0
-        self._log: list[tuple[int, int, tuple[Identity, ...], str]] = []  # plain tuples: see _adj
+        self._log: dict[int, int] = {}  # accepted link -> its call in `_calls`
         self.refusals: list[Refusal] = []
         self.removals: list[tuple[int, Identity, str]] = []  # (at, identity, why)
-        # Every change, as `load` replays it: JSON text, which the garbage collector skips.
-        self._calls: list[str] = []
+        self._calls: dict[int, str] = {}  # every change, as `load` replays it (JSON)
 
     # ------------------------------------------------------------ reading
 
     def __len__(self) -> int:
         """The number of graphs (people)."""
-        return len(self._members)
+        return len(self._primary)
 
     def graphs(self) -> list[int]:
         return sorted(self._members)
 
     def graph_of(self, identity: Identity) -> int | None:
         """The graph holding ``identity``; None if it is unknown or was removed."""
-        i = self._id.get(identity)
+        i = self._id.get(_key(identity))
         return None if i is None or self._graph[i] < 0 else self._graph[i]
 
     def identities(self, graph: int) -> list[Identity]:
         """The identities of ``graph``, primary first, then by priority and first seen."""
-        return [self._identity[i] for i in sorted(self._members[graph], key=self._order)]
+        return [self._identity[i] for i in sorted(self._ids(graph), key=self._order)]
 
     def primary(self, graph: int) -> Identity:
         """The identity that names the person: highest namespace priority, earliest seen."""
@@ -252,15 +259,20 @@ class IdentityGraph:
     @property
     def log(self) -> list[Link]:
         """Every accepted link, in order."""
-        return [Link(*entry) for entry in self._log]
+        out = []
+        for seq, call in self._log.items():
+            _, at, source, items = json.loads(self._calls[call])
+            wanted, _ = self._clean([(n, v) for n, v in items], source)
+            out.append(Link(seq, at, tuple(wanted), source))
+        return out
 
     def links(self, graph: int) -> list[Link]:
         """The log entries that touched any identity of ``graph`` now, in order."""
-        mine = {self._identity[i] for i in self._members[graph]}
-        return [Link(*e) for e in self._log if mine.intersection(e[2])]
+        mine = {self._identity[i] for i in self._ids(graph)}
+        return [link for link in self.log if mine.intersection(link.identities)]
 
     def last_seen(self, identity: Identity) -> int:
-        return self._seen[self._id[identity]]
+        return self._seen[self._id[_key(identity)]]
 
     # ------------------------------------------------------------ records
 
@@ -272,14 +284,14 @@ class IdentityGraph:
         changes nothing."""
         items = [(n, v if v is None or type(v) is str else str(v)) for n, v in identities]
         wanted, blocked = self._clean(items, source)
-        self._calls.append(json.dumps(["observe", at, source, items]))
+        self._calls[len(self._calls)] = json.dumps(["observe", at, source, items])
         out = Observation(-1, blocked=blocked)
         if not wanted:
             return out
         ids = []
         seen, graph_of = self._seen, self._graph
         for ident in wanted:
-            i = self._id.get(ident)
+            i = self._id.get(_key(ident))
             if i is None or graph_of[i] < 0:
                 i = self._new_identity(ident, at, i)
                 out.created.append(graph_of[i])
@@ -295,7 +307,7 @@ class IdentityGraph:
             out.graph = self._graph[ids[0]]
             return out
         if len(wanted) > 1:  # a record of one identity is a sighting: it links nothing
-            self._log.append((len(self._log), at, tuple(wanted), source))
+            self._log[len(self._log)] = len(self._calls) - 1
         survivor = graphs[0] if len(graphs) == 1 else min(
             graphs, key=lambda g: self._order(self._primary[g]))
         for g in graphs:
@@ -306,16 +318,19 @@ class IdentityGraph:
             adj = self._adj
             for a in ids:
                 known = adj[a]
-                adj[a] = known + tuple(b for b in ids if b != a and b not in known)
+                for b in ids:
+                    if b != a and f" {b} " not in known:
+                        known += f"{b} "
+                adj[a] = known
         out.graph = survivor
-        if len(self._members[survivor]) > self.config.max_identities:
+        if self._size[survivor] > self.config.max_identities:
             self._shrink(survivor, set(ids), at, out)
         return out
 
     def expire(self, now: int) -> list[tuple[Identity, int | None]]:
         """Remove the cookies not seen for ``cookie_lifetime_ms`` before ``now``: each with
         the graph it leaves (None when that graph is gone: no identity left)."""
-        self._calls.append(json.dumps(["expire", now]))
+        self._calls[len(self._calls)] = json.dumps(["expire", now])
         limit = now - self.config.cookie_lifetime_ms
         out: list[tuple[Identity, int | None]] = []
         for i, ident in enumerate(self._identity):
@@ -324,7 +339,7 @@ class IdentityGraph:
                 g = self._graph[i]
                 self._remove(i, now, "expired")
                 self._components(g, None)
-                out.append((ident, g if g in self._members else None))
+                out.append((ident, g if g in self._primary else None))
         return out
 
     # ------------------------------------------------------------ persistence
@@ -332,7 +347,7 @@ class IdentityGraph:
     def save(self, path: str | os.PathLike[str]) -> None:
         """The configuration and the log, atomically (a JSON document); `load` replays it."""
         doc = {"format": "pqlite-identities", "version": 1, "config": self.config.to_dict(),
-               "records": [json.loads(c) for c in self._calls]}
+               "records": [json.loads(c) for c in self._calls.values()]}
         write_atomic(path, json.dumps(doc, separators=(",", ":")))
 
     @classmethod
@@ -354,7 +369,7 @@ class IdentityGraph:
     # ------------------------------------------------------------ internals
 
     def _order(self, i: int) -> tuple[int, int, int]:
-        return self._rank[self._identity[i][0]], self._first[i], i
+        return self._ns[i], self._first[i], i
 
     def _clean(self, identities: list[tuple[str, str | None]], source: str
                ) -> tuple[list[Identity], list[Identity]]:
@@ -386,21 +401,24 @@ class IdentityGraph:
     def _new_identity(self, ident: Identity, at: int, old: int | None) -> int:
         if old is None:
             i = len(self._identity)
-            self._id[ident] = i
+            self._id[_key(ident)] = i
             self._identity.append(ident)
             self._graph.append(-1)
+            self._ns.append(self._rank[ident[0]])
             self._first.append(at)
             self._seen.append(at)
-            self._adj.append(())
+            self._adj[i] = " "
         else:  # removed before, seen again: a new identity under the same id
             i = old
             self._first[i] = self._seen[i] = at
         g = self._next_graph
         self._next_graph += 1
         self._graph[i] = g
-        self._members[g] = (i,)
+        self._members[g] = str(i)
+        self._size[g] = 1
         self._primary[g] = i
-        self._unique[g] = {ident[0]: ident[1]} if ident[0] in self._uniques else {}
+        if ident[0] in self._unique:
+            self._unique[ident[0]][g] = ident[1]
         return i
 
     def _unique_conflict(self, graphs: list[int]) -> str | None:
@@ -408,30 +426,29 @@ class IdentityGraph:
         of a unique namespace into one graph."""
         if len(graphs) < 2 or not self._uniques:
             return None
-        held = dict(self._unique[graphs[0]])
-        for g in graphs[1:]:
-            for namespace, value in self._unique[g].items():
-                if held.setdefault(namespace, value) != value:
-                    values = sorted({self._unique[h][namespace] for h in graphs
-                                     if namespace in self._unique[h]})
-                    shown = ", ".join(repr(v) for v in values[:3])
-                    return (f"namespace {namespace!r} is unique, and this record would join "
-                            f"{len(values)} of its values into one graph ({shown})")
+        for namespace, by_graph in self._unique.items():
+            values = {by_graph[g] for g in graphs if g in by_graph}
+            if len(values) > 1:
+                shown = ", ".join(repr(v) for v in sorted(values)[:3])
+                return (f"namespace {namespace!r} is unique, and this record would join "
+                        f"{len(values)} of its values into one graph ({shown})")
         return None
 
     def _absorb(self, survivor: int, other: int) -> None:
-        members = self._members.pop(other)
-        for i in members:
+        for i in self._ids(other):
             self._graph[i] = survivor
-        self._members[survivor] += members
+        self._members[survivor] += " " + self._members.pop(other)
+        self._size[survivor] += self._size.pop(other)
         self._primary[survivor] = min(self._primary[survivor], self._primary.pop(other),
                                       key=self._order)
-        self._unique[survivor].update(self._unique.pop(other))
+        for by_graph in self._unique.values():
+            if other in by_graph:
+                by_graph[survivor] = by_graph.pop(other)
 
     def _shrink(self, graph: int, keep: set[int], at: int, out: Observation) -> None:
         """Remove the oldest identities of a graph that grew too large (never the record's
         own), then split off what no longer hangs together."""
-        members = self._members[graph]
+        members = self._ids(graph)
         removable = sorted(set(members) - keep, key=lambda i: (
             self._space[self._identity[i][0]].tier, self._seen[i], self._first[i], i))
         excess = len(members) - self.config.max_identities
@@ -442,10 +459,11 @@ class IdentityGraph:
 
     def _remove(self, i: int, at: int, why: str) -> None:
         g = self._graph[i]
-        self._members[g] = tuple(x for x in self._members[g] if x != i)
-        for j in self._adj[i]:
-            self._adj[j] = tuple(x for x in self._adj[j] if x != i)
-        self._adj[i] = ()
+        self._members[g] = " ".join(str(x) for x in self._ids(g) if x != i)
+        self._size[g] -= 1
+        for j in map(int, self._adj[i].split()):
+            self._adj[j] = self._adj[j].replace(f" {i} ", " ")
+        self._adj[i] = " "
         self._graph[i] = -1
         self.removals.append((at, self._identity[i], why))
 
@@ -453,9 +471,11 @@ class IdentityGraph:
         """Split ``graph`` into its connected parts: the one holding ``anchor`` (else the one
         holding the primary identity) keeps the id, the others get new ones (returned). A
         graph with no identity left is dropped."""
-        members = self._members[graph]
+        members = self._ids(graph)
         if not members:
-            del self._members[graph], self._primary[graph], self._unique[graph]
+            del self._members[graph], self._size[graph], self._primary[graph]
+            for by_graph in self._unique.values():
+                by_graph.pop(graph, None)
             return []
         parts = []
         todo = set(members)
@@ -463,31 +483,62 @@ class IdentityGraph:
             start = min(todo, key=self._order)
             part, stack = {start}, [start]
             while stack:
-                for j in self._adj[stack.pop()]:
+                for j in map(int, self._adj[stack.pop()].split()):
                     if j not in part:
                         part.add(j)
                         stack.append(j)
             todo -= part
             parts.append(part)
         main = next((p for p in parts if anchor in p), parts[0])
-        self._members[graph] = tuple(main)
-        self._refresh(graph)
+        self._refresh(graph, main)
         made = []
         for part in parts:
             if part is main:
                 continue
             g = self._next_graph
             self._next_graph += 1
-            self._members[g] = tuple(part)
             for i in part:
                 self._graph[i] = g
-            self._refresh(g)
+            self._refresh(g, part)
             made.append(g)
         return made
 
-    def _refresh(self, graph: int) -> None:
-        """A graph's primary identity and unique values, from its members."""
-        members = self._members[graph]
+    def _ids(self, graph: int) -> list[int]:
+        return [int(x) for x in self._members[graph].split()]
+
+    def _refresh(self, graph: int, members: set[int]) -> None:
+        """A graph's members, and its primary identity and unique values from them."""
+        self._members[graph] = " ".join(map(str, members))
+        self._size[graph] = len(members)
         self._primary[graph] = min(members, key=self._order)
-        self._unique[graph] = {self._identity[i][0]: self._identity[i][1] for i in members
-                               if self._identity[i][0] in self._uniques}
+        for namespace, by_graph in self._unique.items():
+            by_graph.pop(graph, None)
+            for i in members:
+                if self._identity[i][0] == namespace:
+                    by_graph[graph] = self._identity[i][1]
+
+
+def _key(identity: Identity) -> str:
+    return f"{identity[0]}\x1f{identity[1]}"
+
+
+class _Names:
+    """Identity id -> (namespace, value), kept as strings in a dict (see `_id`)."""
+
+    __slots__ = ("names",)
+
+    def __init__(self) -> None:
+        self.names: dict[int, str] = {}
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, i: int) -> Identity:
+        namespace, value = self.names[i].split("\x1f", 1)
+        return namespace, value
+
+    def __iter__(self) -> Iterator[Identity]:
+        return (self[i] for i in range(len(self.names)))
+
+    def append(self, identity: Identity) -> None:
+        self.names[len(self.names)] = _key(identity)
