@@ -337,6 +337,10 @@ class Engine:
         """The optimized IR of segment ``name``."""
         return self._segments[name].expr
 
+    def analysis(self, name: str) -> Analysis:
+        """What segment ``name`` reads and how far back (`engine.analyze`, made at define)."""
+        return self._segments[name].facts
+
     def levels_flat(self) -> list[str]:
         """Segment names, referenced segments before their referrers."""
         return [name for level in self.levels() for name in level]
@@ -421,13 +425,13 @@ class Engine:
         """The segments profile ``key`` is in at ``at`` (edge evaluation: one profile, the
         batch kernels, no session). An unknown key is a profile with no data."""
         index = self.store.index_of([key])
+        names = self.levels_flat()
         if index[0] >= 0:
-            names = self.levels_flat()
             sub = self.store.subset(index, since=self.history(names, to_epoch_ms(at)))
         else:
             keys = pa.array([key], self.store.keys.type)
             sub = self.store.subset([], attributes=pa.table({self._key_name(): keys}))
-        masks = self.evaluate_subset(sub.store, self.levels_flat(), at)
+        masks = self.evaluate_subset(sub.store, names, at)
         return [name for name in self._segments if masks[name][0]]
 
     def _key_name(self) -> str:

@@ -39,7 +39,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyroaring import BitMap
 
-from engine.analysis import analyze
 from engine.timers import NEVER, Timers, candidates, next_changes, next_midnight
 from store.delta import Batch, normalize_batch
 from store.profile_store import ProfileStore
@@ -89,7 +88,7 @@ class StreamSession:
         self.store.delta.batches.extend(base.delta.batches)
         self._names = engine.levels_flat()
         exprs = {n: engine.expr(n) for n in self._names}
-        facts = {n: analyze(e, base.schema) for n, e in exprs.items()}
+        facts = {n: engine.analysis(n) for n in self._names}
         self._types = {n: f.event_types for n, f in facts.items()}
         self._reads_events = {n: f.reads_events for n, f in facts.items()}
         self._referrers = _referrers(facts)

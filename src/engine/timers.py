@@ -72,7 +72,6 @@ class Timers:
     specs: np.ndarray  # int64 (n, SPEC)
     constants: np.ndarray  # int64 instants from literals
     daily: bool
-    types: frozenset[str] | None = None  # event types whose times matter (None: all)
     spec_types: tuple[frozenset[str] | None, ...] = ()  # per spec, the types it reads
 
     @property
@@ -123,8 +122,7 @@ class Timers:
         order = sorted(specs)
         rows = np.array(order, np.int64).reshape(-1, SPEC)
         spec_types = tuple(specs[k] for k in order)
-        union: frozenset[str] | None = None if None in read else frozenset().union(*read)
-        return cls(rows, np.array(sorted(constants), np.int64), daily, union, spec_types)
+        return cls(rows, np.array(sorted(constants), np.int64), daily, spec_types)
 
     def feeds(self, types: tuple[str, ...] | None) -> np.ndarray:
         """Which specs the times of events of ``types`` (None: any) can move: those of

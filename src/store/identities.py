@@ -161,6 +161,10 @@ class IdentityConfig:
         except ValueError as e:
             raise DataError(f"{source}: {e}") from None
 
+    def blocks(self, value: str) -> bool:
+        """Whether ``value`` is a junk value no identity may have."""
+        return value.strip().lower() in self.blocked
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "namespaces": [{"name": n.name, "tier": n.tier.name.lower(), "unique": n.unique}
@@ -226,8 +230,9 @@ class IdentityGraph:
         self._members: dict[int, str] = {}  # graph id -> its identity ids
         self._size: dict[int, int] = {}  # graph id -> how many
         self._primary: dict[int, int] = {}  # graph id -> its primary identity id
-        self._uniques = [n.name for n in config.namespaces if n.unique]
-        self._unique: dict[str, dict[int, str]] = {n: {} for n in self._uniques}  # graph -> value
+        # unique namespace -> graph id -> its value there
+        self._unique: dict[str, dict[int, str]] = {
+            n.name: {} for n in config.namespaces if n.unique}
         self._next_graph = 0
         self._log: dict[int, int] = {}  # accepted link -> its call in `_calls`
         self.refusals: list[Refusal] = []
@@ -346,9 +351,10 @@ class IdentityGraph:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """The configuration and the log, atomically (a JSON document); `load` replays it."""
-        doc = {"format": "pqlite-identities", "version": 1, "config": self.config.to_dict(),
-               "records": [json.loads(c) for c in self._calls.values()]}
-        write_atomic(path, json.dumps(doc, separators=(",", ":")))
+        head = json.dumps({"format": "pqlite-identities", "version": 1,
+                           "config": self.config.to_dict()}, separators=(",", ":"))
+        # The calls are JSON already: joined, not parsed and written again.
+        write_atomic(path, f'{head[:-1]},"records":[{",".join(self._calls.values())}]}}')
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> IdentityGraph:
@@ -385,7 +391,7 @@ class IdentityGraph:
                 continue
             text = value
             ident = (namespace, text)
-            if text.strip().lower() in self.config.blocked:
+            if self.config.blocks(text):
                 blocked.append(ident)
             elif len(text) > self.config.max_value_length:
                 raise DataError(f"{source or 'a record'}: a {namespace} value of {len(text)} "
@@ -424,7 +430,7 @@ class IdentityGraph:
     def _unique_conflict(self, graphs: list[int]) -> str | None:
         """Why joining ``graphs`` (the record's identities are in them) would put two values
         of a unique namespace into one graph."""
-        if len(graphs) < 2 or not self._uniques:
+        if len(graphs) < 2 or not self._unique:
             return None
         for namespace, by_graph in self._unique.items():
             values = {by_graph[g] for g in graphs if g in by_graph}

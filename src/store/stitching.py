@@ -75,6 +75,12 @@ class Records:
                             column=self.time, row=row, source=self.name)
         return np.asarray(values.to_numpy(), np.int64)
 
+    @property
+    def attributes(self) -> list[str]:
+        """The columns that are neither identities nor the time."""
+        return [c for c in self.table.column_names
+                if c not in self.identities and c != self.time]
+
     def rows(self) -> list[list[tuple[str, Any]]]:
         """Each record's identities, in the order of ``identities``."""
         columns = [(ns, self.table.column(c).to_pylist()) for c, ns in self.identities.items()]
@@ -88,15 +94,14 @@ class Stitched:
 
     store: ProfileStore
     graph: IdentityGraph
-    person_of: dict[Identity, str]  # every identity seen -> its person's key
+    person_of: dict[Identity, str]  # each record's primary identity -> its person's key
     attributes: dict[str, Merged]  # person key -> merged attributes and their fragments
     dropped_events: list[int] = field(default_factory=list)  # rows with no usable identity
 
 
     def person(self, identity: Identity) -> str:
         """The key of the person ``identity`` belongs to (its own, if the graph dropped it)."""
-        g = self.graph.graph_of(identity)
-        return person_key(self.graph.primary(g) if g is not None else identity)
+        return _person(self.graph, identity)
 
     def explain(self) -> Iterator[dict[str, Any]]:
         """Per person: its identities, the links and refusals that concern them (with their
@@ -216,6 +221,12 @@ def person_key(identity: Identity) -> str:
     return f"{identity[0]}:{identity[1]}"
 
 
+def _person(graph: IdentityGraph, identity: Identity) -> str:
+    """The key of the person ``identity`` belongs to (its own, if the graph dropped it)."""
+    g = graph.graph_of(identity)
+    return person_key(graph.primary(g) if g is not None else identity)
+
+
 def stitch(profiles: Sequence[Records], events: Records | None, config: IdentityConfig,
            policy: MergePolicy | None = None, *, key: str = "person",
            event_type: str | None = None) -> Stitched:
@@ -235,19 +246,16 @@ def stitch(profiles: Sequence[Records], events: Records | None, config: Identity
         out = graph.observe(record, at, f"{sources[s].name}:row {i}") if policy.stitching == (
             "graph") else None
         blocked = set(out.blocked) if out is not None else {
-            (n, str(v)) for n, v in record if str(v).strip().lower() in config.blocked}
+            (n, str(v)) for n, v in record if config.blocks(str(v))}
         usable = [(n, str(v)) for n, v in record if (n, str(v)) not in blocked]
         if usable:
             primary[s][i] = min(usable, key=lambda x: rank[x[0]])
 
-    def person(identity: Identity) -> str:
-        g = graph.graph_of(identity) if policy.stitching == "graph" else None
-        return person_key(graph.primary(g) if g is not None else identity)
-
-    person_of = {x: person(x) for s in primary for x in s if x is not None}
+    # (Without stitching the graph saw nothing: each identity is its own person.)
+    person_of = {x: _person(graph, x) for s in primary for x in s if x is not None}
     # A fragment per (dataset, identity): its rows in time order, later values over earlier.
-    values = [{c: source.table.column(c).to_pylist() for c in source.table.column_names
-               if c not in source.identities and c != source.time} for source in profiles]
+    values = [{c: source.table.column(c).to_pylist() for c in source.attributes}
+              for source in profiles]
     fragments: dict[tuple[str, Identity], Fragment] = {}
     for at, s, i in order:
         ident = primary[s][i] if s < len(profiles) else None
@@ -285,9 +293,7 @@ def _profiles_table(profiles: Sequence[Records], people: list[str],
     """A row per person: the key, then every attribute column of the profile datasets."""
     types: dict[str, pa.DataType] = {}
     for source in profiles:
-        for f in source.table.schema:
-            if f.name in source.identities or f.name == source.time:
-                continue
+        for f in (source.table.schema.field(c) for c in source.attributes):
             if f.name == key:
                 raise DataError(f"dataset {source.name!r} has a column {key!r}, the name of "
                                 "the people's key", column=key, source=source.name,
