@@ -229,9 +229,9 @@ def test_cookies_expire_after_a_year_without_a_visit() -> None:
     g.observe([("ecid", "kept"), ("crm_id", "C")], 0)
     g.observe([("ecid", "kept")], 200 * DAY_MS)  # a visit resets the clock
     customer = g.graph_of(("crm_id", "C"))
-    assert g.expire(365 * DAY_MS + 1) == [(("ecid", "lonely"), None)]
+    assert g.expire(365 * DAY_MS + 1) == [(("ecid", "lonely"), None, ())]
     assert g.graph_of(("ecid", "lonely")) is None and len(g) == 1
-    assert g.expire(565 * DAY_MS + 1) == [(("ecid", "kept"), customer)]
+    assert g.expire(565 * DAY_MS + 1) == [(("ecid", "kept"), customer, ())]
     assert g.identities(customer) == [("crm_id", "C")]
     again = g.observe([("ecid", "lonely")], 600 * DAY_MS)
     assert again.created == [again.graph]  # seen again: a new visitor

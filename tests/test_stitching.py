@@ -188,6 +188,9 @@ def test_people_events_and_attributes_by_brute_force(rows: list[dict[str, Any]],
 # ================================================================ the worked example
 
 
+CONFIG_LIFETIME = 365 * DAY_MS
+
+
 def test_online_retail_customers_get_their_anonymous_browsing() -> None:
     """docs/identity.md's example on a sample: every customer's page views before the
     first invoice are theirs once stitched; visitors who never log in stay anonymous."""
@@ -206,11 +209,23 @@ def test_online_retail_customers_get_their_anonymous_browsing() -> None:
     people, counts = example.run(200, visitors=50)
     keys = people.store.keys.to_pylist()
     assert sum(k.startswith("crm_id:") for k in keys) == 200
-    assert sum(k.startswith("ecid:V") for k in keys) == 50
+    # A visitor unseen for a year before the last record has expired, with its views.
+    times = events.instants()
+    end = int(times.max())
+    last: dict[str, int] = {}
+    for cookie, t in zip(events.table.column("cookie").to_pylist(), times.tolist(),
+                         strict=True):
+        if cookie and cookie.startswith("V"):
+            last[cookie] = max(last.get(cookie, t), t)
+    alive = {c for c, t in last.items() if t >= end - CONFIG_LIFETIME}
+    assert 0 < len(alive) < 50  # the sample has both
+    assert {k for k in keys if k.startswith("ecid:V")} == {f"ecid:{c}" for c in alive}
     assert not any(k.startswith("ecid:K") for k in keys)  # every shopper's cookie stitched
     views = pc.equal(events.table.column("eventType"), "page_view")
     total = sum(len(people.store.profile(k)["events"]) for k in keys)  # type: ignore[index]
-    assert total == events.table.num_rows  # nothing lost, nothing doubled
+    expired = sum(1 for c in events.table.column("cookie").to_pylist()
+                  if c in last and c not in alive)
+    assert total == events.table.num_rows - expired  # nothing else lost, nothing doubled
     shoppers = [k for k in keys if k.startswith("crm_id:")]
     for key in shoppers[:20]:
         history = people.store.profile(key)["events"]  # type: ignore[index]

@@ -35,7 +35,9 @@ from store.profile_store import ProfileStore
 from store.subset import Since
 
 if TYPE_CHECKING:
+    from engine.stitch_stream import StitchingSession
     from engine.stream import StreamSession
+    from store.stitching import Stitched
 
 __all__ = ["Engine", "Result"]
 
@@ -444,6 +446,13 @@ class Engine:
         from engine.stream import StreamSession
 
         return StreamSession(self, at, **options)
+
+    def stitching(self, people: Stitched, at: Any) -> StitchingSession:
+        """A streaming session over ``people`` (the batch stitch this engine's store came
+        from), taking records that carry identities (`engine.stitch_stream`)."""
+        from engine.stitch_stream import StitchingSession
+
+        return StitchingSession(self, people, at)
 
     def _vector(self, names: list[str], now_ms: int, masks: dict[str, np.ndarray],
                 timings: dict[str, float], tiers: dict[str, str]) -> list[str]:

@@ -62,10 +62,19 @@ class MembershipChange:
     status: str  # "realized" or "exited"
     at: dt.datetime  # UTC, millisecond precision
     index: int = -1  # the profile's index in the store's numbering
+    # Why a profile left every segment at once, when it did (`engine.StitchingSession`):
+    # "merged" into ``survivor`` (another profile's key), or "expired".
+    reason: str = ""
+    survivor: Any = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"profile_id": self.profile_id, "segment": self.segment, "status": self.status,
-                "at": self.at.isoformat(timespec="milliseconds").replace("+00:00", "Z")}
+        out = {"profile_id": self.profile_id, "segment": self.segment, "status": self.status,
+               "at": self.at.isoformat(timespec="milliseconds").replace("+00:00", "Z")}
+        if self.reason:
+            out["reason"] = self.reason
+        if self.survivor is not None:
+            out["survivor"] = self.survivor
+        return out
 
 
 @functools.lru_cache(maxsize=4096)  # the changes of one call mostly share their instant
@@ -131,6 +140,7 @@ class StreamSession:
             members = np.fromiter(self._members[n], np.int64, len(self._members[n]))
             self._dense[members, self._row[n]] = 1
         self._next = next_changes(self._engine.store, self._timers, self.clock)
+        self._retired = np.zeros(0, bool)  # profiles replaced by others (`replace`)
         self._grow(self.size)
         if self.store.delta:  # the engine's runs read the base only
             base = len(self.store.keys)
@@ -151,6 +161,10 @@ class StreamSession:
     def memberships(self) -> dict[str, BitMap]:
         """Every segment's members now, as profile indices (copies)."""
         return {n: BitMap(b) for n, b in self._members.items()}
+
+    def index_of(self, key: Any) -> int:
+        """The index of profile ``key`` (-1 if the session does not know it)."""
+        return int(_numbering(self.store).lookup(pa.array([key], self.store.keys.type))[0])
 
     def ids(self, name: str) -> pa.Array:
         """The keys of segment ``name``'s members, in index order."""
@@ -197,10 +211,11 @@ class StreamSession:
             rows = events.filter(pa.array(times == t))
             heapq.heappush(self._pending, (int(t), self._arrivals, rows))
 
-    def _apply(self, batches: list[Batch], at: int,
-               due: np.ndarray | None = None) -> list[MembershipChange]:
+    def _apply(self, batches: list[Batch], at: int, due: np.ndarray | None = None,
+               inherit: Mapping[Any, int] | None = None) -> list[MembershipChange]:
         """Append ``batches`` at instant ``at`` and re-evaluate what they (and, for the
-        profiles ``due``, the clock) can change."""
+        profiles ``due``, the clock) can change. ``inherit``: new keys of the batches that
+        take the memberships of (and retire) other profiles, by index (see `replace`)."""
         numbering = _numbering(self.store).copy()  # to number the batches' keys, not keep them
         known = numbering.total
         touched = [np.zeros(0, np.int64) if due is None else due]
@@ -221,6 +236,9 @@ class StreamSession:
         sub = subset(self.store, profiles, batches=batches, since=self._since(evaluated, at))
         self.store.delta.batches.extend(batches)
         self._grow(numbering.total)
+        if inherit:
+            heirs = numbering.lookup(pa.array(list(inherit), self.store.keys.type))
+            self._move(np.fromiter(inherit.values(), np.int64, len(inherit)), heirs)
         return self._evaluate(sub, evaluated, at)
 
     def _affected(self, batch: Batch) -> set[str]:
@@ -280,10 +298,50 @@ class StreamSession:
         if total > len(self._next):
             extra = np.full(total - len(self._next), NEVER, np.int64)
             self._next = np.concatenate([self._next, extra])
+        if total > len(self._retired):
+            self._retired = np.concatenate([self._retired, np.zeros(
+                total - len(self._retired), bool)])
         if total > len(self._dense):  # doubling, so growth costs O(1) a profile
             dense = np.zeros((max(total, 2 * len(self._dense)), len(self._names)), np.uint8)
             dense[:len(self._dense)] = self._dense
             self._dense = dense
+
+    # ------------------------------------------------------------ replacing profiles
+
+    def replace(self, batches: list[Batch], *, inherit: Mapping[Any, int],
+                retire: Mapping[int, tuple[str, Any]]) -> list[MembershipChange]:
+        """Profiles made anew at the clock, for identity stitching (`StitchingSession`):
+        ``retire`` maps profiles that are gone to why (``reason``, ``survivor``): each
+        exits every segment it is in, with that reason; then ``batches`` are applied, and a
+        new key in ``inherit`` takes over the memberships of the profile it names (so only
+        what its new data changes is reported) and retires it. A retired profile is never
+        evaluated again: nothing may be appended to its key."""
+        if self._log is not None:
+            raise ValueError("a session with a log cannot replace profiles (yet)")
+        changes = []
+        for old, (reason, survivor) in retire.items():
+            row = self._dense[old]
+            for k in np.flatnonzero(row).tolist():
+                changes.append(MembershipChange(
+                    _keys_of(self.store, np.array([old])).to_pylist()[0], self._names[k],
+                    "exited", instant(self.clock), old, reason, survivor))
+                self._members[self._names[k]].discard(old)
+            self._move(np.array([old], np.int64), None)
+        return changes + self._apply(batches, self.clock, inherit=inherit)
+
+    def _move(self, old: np.ndarray, new: np.ndarray | None) -> None:
+        """Retire profiles ``old``; their memberships go to ``new`` (None: nowhere)."""
+        if new is not None:
+            self._dense[new] = self._dense[old]
+            for k, name in enumerate(self._names):
+                moved = self._dense[new, k].astype(bool)
+                if moved.any():
+                    bm = self._members[name]
+                    bm -= BitMap(old[moved].astype(np.uint32))
+                    bm |= BitMap(new[moved].astype(np.uint32))
+        self._dense[old] = 0
+        self._next[old] = NEVER
+        self._retired[old] = True
 
     # ------------------------------------------------------------ time
 
@@ -414,7 +472,7 @@ class StreamSession:
 
     def _evaluate_all(self, names: set[str], at: int) -> list[MembershipChange]:
         """Every profile, for the definitions that change at midnight."""
-        everyone = np.arange(self.size, dtype=np.int64)
+        everyone = np.flatnonzero(~self._retired[:self.size])
         evaluated = [n for n in self._names if n in names]
         sub = subset(self.store, everyone, since=self._since(evaluated, at))
         return self._evaluate(sub, evaluated, at)

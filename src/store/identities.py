@@ -33,6 +33,7 @@ keeps its id, an absorbed graph's id is retired.
 from __future__ import annotations
 
 import enum
+import heapq
 import json
 import os
 from array import array
@@ -46,6 +47,7 @@ from store.files import write_atomic
 
 __all__ = [
     "DEFAULT_BLOCKED",
+    "Expired",
     "IdentityConfig",
     "IdentityGraph",
     "Link",
@@ -195,6 +197,14 @@ class Refusal(NamedTuple):
     reason: str
 
 
+class Expired(NamedTuple):
+    """A cookie `IdentityGraph.expire` removed."""
+
+    identity: Identity
+    graph: int | None  # the graph it left, None if that graph is gone
+    split: tuple[int, ...] = ()  # graphs split off it
+
+
 @dataclass
 class Observation:
     """What one record did to the graph."""
@@ -238,12 +248,20 @@ class IdentityGraph:
         self.refusals: list[Refusal] = []
         self.removals: list[tuple[int, Identity, str]] = []  # (at, identity, why)
         self._calls: dict[int, str] = {}  # every change, as `load` replays it (JSON)
+        # Cookies by the instant they were last seen, as ints (seen << 32 | id): a heap
+        # entry may be stale (seen again since, or removed); `_expiring` checks on the way.
+        self._cookies: list[int] = []
+        self._cookie_spaces = {n.name for n in config.namespaces if n.tier is Tier.COOKIE}
 
     # ------------------------------------------------------------ reading
 
     def __len__(self) -> int:
         """The number of graphs (people)."""
         return len(self._primary)
+
+    def __contains__(self, graph: object) -> bool:
+        """Whether graph id ``graph`` exists (absorbed and emptied graphs do not)."""
+        return graph in self._primary
 
     def graphs(self) -> list[int]:
         return sorted(self._members)
@@ -332,20 +350,52 @@ class IdentityGraph:
             self._shrink(survivor, set(ids), at, out)
         return out
 
-    def expire(self, now: int) -> list[tuple[Identity, int | None]]:
-        """Remove the cookies not seen for ``cookie_lifetime_ms`` before ``now``: each with
-        the graph it leaves (None when that graph is gone: no identity left)."""
-        self._calls[len(self._calls)] = json.dumps(["expire", now])
+    def expire(self, now: int) -> list[Expired]:
+        """Remove the cookies not seen for ``cookie_lifetime_ms`` before ``now`` (seen at
+        ``now - cookie_lifetime_ms - 1`` or earlier): each with the graph it leaves (None
+        when that graph is gone: no identity left) and the graphs split off it (parts that
+        only the cookie held together). Cheap when nothing is due (a heap peek), so it can
+        run before every record."""
         limit = now - self.config.cookie_lifetime_ms
-        out: list[tuple[Identity, int | None]] = []
-        for i, ident in enumerate(self._identity):
-            if (self._graph[i] >= 0 and self._seen[i] < limit
-                    and self._space[ident[0]].tier is Tier.COOKIE):
-                g = self._graph[i]
-                self._remove(i, now, "expired")
-                self._components(g, None)
-                out.append((ident, g if g in self._primary else None))
+        due = self._expiring(limit)
+        if not due:
+            return []
+        self._calls[len(self._calls)] = json.dumps(["expire", now])
+        out: list[Expired] = []
+        for i in sorted(due):  # in id order, so a replay removes them in the same order
+            g = self._graph[i]
+            self._remove(i, now, "expired")
+            split = tuple(self._components(g, None))
+            out.append(Expired(self._identity[i], g if g in self._primary else None, split))
         return out
+
+    def next_expiry(self) -> int | None:
+        """The first instant at which `expire` would remove a cookie; None if never."""
+        while self._cookies:
+            top = self._cookies[0]
+            i = top & _ID_MASK
+            if self._graph[i] < 0 or self._seen[i] != top >> 32:
+                heapq.heappop(self._cookies)
+                if self._graph[i] >= 0:  # seen since: its current deadline
+                    heapq.heappush(self._cookies, self._seen[i] << 32 | i)
+                continue
+            return (top >> 32) + self.config.cookie_lifetime_ms + 1
+        return None
+
+    def _expiring(self, limit: int) -> set[int]:
+        """The cookies last seen before ``limit``, taken off the heap."""
+        due: set[int] = set()
+        cookies = self._cookies
+        while cookies and cookies[0] >> 32 < limit:
+            top = heapq.heappop(cookies)
+            i = top & _ID_MASK
+            if self._graph[i] < 0:
+                continue
+            if self._seen[i] < limit:
+                due.add(i)
+            else:  # seen since: its current deadline
+                heapq.heappush(cookies, self._seen[i] << 32 | i)
+        return due
 
     # ------------------------------------------------------------ persistence
 
@@ -417,6 +467,8 @@ class IdentityGraph:
         else:  # removed before, seen again: a new identity under the same id
             i = old
             self._first[i] = self._seen[i] = at
+        if ident[0] in self._cookie_spaces:
+            heapq.heappush(self._cookies, at << 32 | i)
         g = self._next_graph
         self._next_graph += 1
         self._graph[i] = g
@@ -522,6 +574,9 @@ class IdentityGraph:
             for i in members:
                 if self._identity[i][0] == namespace:
                     by_graph[graph] = self._identity[i][1]
+
+
+_ID_MASK = (1 << 32) - 1
 
 
 def _key(identity: Identity) -> str:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ from store.identities import Identity, IdentityConfig, IdentityGraph
 from store.merging import Fragment, Merged, MergePolicy, merge
 from store.profile_store import ProfileStore
 
-__all__ = ["Records", "StitchPlan", "Stitched", "person_key", "stitch"]
+__all__ = ["People", "Records", "StitchPlan", "Stitched", "person_key", "stitch"]
 
 
 @dataclass(frozen=True)
@@ -97,11 +97,11 @@ class Stitched:
     person_of: dict[Identity, str]  # each record's primary identity -> its person's key
     attributes: dict[str, Merged]  # person key -> merged attributes and their fragments
     dropped_events: list[int] = field(default_factory=list)  # rows with no usable identity
-
+    people: People | None = None  # what built them: a streaming session carries it on
 
     def person(self, identity: Identity) -> str:
         """The key of the person ``identity`` belongs to (its own, if the graph dropped it)."""
-        return _person(self.graph, identity)
+        return self.people.person(identity) if self.people else _person(self.graph, identity)
 
     def explain(self) -> Iterator[dict[str, Any]]:
         """Per person: its identities, the links and refusals that concern them (with their
@@ -229,68 +229,258 @@ def _person(graph: IdentityGraph, identity: Identity) -> str:
 
 def stitch(profiles: Sequence[Records], events: Records | None, config: IdentityConfig,
            policy: MergePolicy | None = None, *, key: str = "person",
-           event_type: str | None = None) -> Stitched:
+           event_type: str | None = None, at: int | None = None) -> Stitched:
     """People from records (see the module docstring). ``key`` names the profile key column
-    of the result; ``event_type`` the events' type column, if any."""
-    policy = policy or MergePolicy()
-    graph = IdentityGraph(config)
-    rank = {n.name: i for i, n in enumerate(config.namespaces)}
-    sources = [*profiles, *([events] if events is not None else [])]
-    # Every record in time order (equal times: datasets in the order given, then rows).
-    times = [r.instants() for r in sources]
-    rows = [r.rows() for r in sources]
-    order = sorted((int(t), s, i) for s, ts in enumerate(times) for i, t in enumerate(ts))
-    primary: list[list[Identity | None]] = [[None] * len(r) for r in rows]
-    for at, s, i in order:
-        record = rows[s][i]
-        out = graph.observe(record, at, f"{sources[s].name}:row {i}") if policy.stitching == (
-            "graph") else None
-        blocked = set(out.blocked) if out is not None else {
-            (n, str(v)) for n, v in record if config.blocks(str(v))}
-        usable = [(n, str(v)) for n, v in record if (n, str(v)) not in blocked]
-        if usable:
-            primary[s][i] = min(usable, key=lambda x: rank[x[0]])
-
-    # (Without stitching the graph saw nothing: each identity is its own person.)
-    person_of = {x: _person(graph, x) for s in primary for x in s if x is not None}
-    # A fragment per (dataset, identity): its rows in time order, later values over earlier.
-    values = [{c: source.table.column(c).to_pylist() for c in source.attributes}
-              for source in profiles]
-    fragments: dict[tuple[str, Identity], Fragment] = {}
-    for at, s, i in order:
-        ident = primary[s][i] if s < len(profiles) else None
-        if ident is None:
-            continue
-        name = profiles[s].name
-        old = fragments.get((name, ident))
-        now = dict(old.values) if old is not None else {}
-        now.update({c: v[i] for c, v in values[s].items() if v[i] is not None})
-        fragments[(name, ident)] = Fragment(name, ident, at, now,
-                                            old.arrival if old is not None else len(fragments))
-    by_person: dict[str, list[Fragment]] = {}
-    for (_, ident), frag in fragments.items():
-        by_person.setdefault(person_of[ident], []).append(frag)
-    people = sorted(set(person_of.values()))
-    merged = {p: merge(by_person.get(p, ()), policy) for p in people}
-    table = _profiles_table(profiles, people, merged, key)
-    event_table, dropped = None, []
-    if events is not None:
-        owners = [None if x is None else person_of[x] for x in primary[-1]]
-        dropped = [i for i, o in enumerate(owners) if o is None]
-        keep = [i for i, o in enumerate(owners) if o is not None]
-        event_table = events.table.drop_columns(list(events.identities)).take(
-            pa.array(keep, pa.int64()))
-        event_table = event_table.append_column(
-            key, pa.array([owners[i] for i in keep], pa.string()))
-    store = ProfileStore.from_arrow(table, event_table, profile_id=key,
-                                    event_time=events.time if events is not None else None,
-                                    event_type=event_type)
-    return Stitched(store, graph, person_of, merged, dropped)
+    of the result; ``event_type`` the events' type column, if any; ``at`` (epoch ms), the
+    instant the people are built for: cookies unseen for their lifetime by then expire
+    (default: the last record's time)."""
+    people = People(config, policy, profiles=profiles, events=events, key=key,
+                    event_type=event_type)
+    people.add([*profiles, *([events] if events is not None else [])])
+    if at is not None:
+        people.expire(at)
+    return people.stitched()
 
 
-def _profiles_table(profiles: Sequence[Records], people: list[str],
-                    merged: Mapping[str, Merged], key: str) -> pa.Table:
-    """A row per person: the key, then every attribute column of the profile datasets."""
+class People:
+    """The people records make, kept up to date as records arrive: the identity graph,
+    each identity's records (the events whose primary identity it is, and its fragment per
+    profile dataset) and the merged attributes. `stitch` feeds it every record at once; a
+    streaming session (`engine.StitchingSession`) feeds it as records come and rebuilds the
+    people `add` and `expire` say changed. The same records in the same order give the same
+    people either way.
+
+    ``profiles`` and ``events`` declare the datasets (their rows, if any, are not added:
+    `add` them). Records of an expired cookie are forgotten with it; those of an identity
+    removed from a full graph stay its own, as a person of its own."""
+
+    def __init__(self, config: IdentityConfig, policy: MergePolicy | None = None, *,
+                 profiles: Sequence[Records] = (), events: Records | None = None,
+                 key: str = "person", event_type: str | None = None) -> None:
+        self.config = config
+        self.policy = policy or MergePolicy()
+        self.graph = IdentityGraph(config)
+        self.key = key
+        self.event_type = event_type
+        self._rank = {n.name: i for i, n in enumerate(config.namespaces)}
+        self.profile_datasets = {r.name: r for r in profiles}  # name -> its declaration
+        if events is not None and events.name in self.profile_datasets:
+            raise DataError(f"dataset name {events.name!r} is used twice", source=events.name)
+        self._order = [*self.profile_datasets, *([events.name] if events is not None else [])]
+        self.events = events
+        self.attribute_types = _attribute_types(profiles, key)
+        self._event_tables: list[pa.Table] = []  # the events, identity columns dropped
+        self._event_count = 0
+        self._rows: dict[Identity, list[int]] = {}  # primary identity -> its event rows
+        # identity -> its fragments, by (dataset, the identity that gave it: itself, or an
+        # expired cookie whose records it took)
+        self._fragments: dict[Identity, dict[tuple[str, Identity], Fragment]] = {}
+        self._arrivals = 0
+        self.dropped_events: list[int] = []  # event rows with no usable identity
+
+    # ------------------------------------------------------------ records
+
+    @property
+    def event_count(self) -> int:
+        """Events added so far: the next one's row number."""
+        return self._event_count
+
+    def add(self, sources: Sequence[Records], *, default_time: int = 0) -> set[Identity]:
+        """Take the records of ``sources`` in time order (equal times: datasets in the order
+        declared, then rows; records of a dataset without a time column are at
+        ``default_time``); return the identities whose person may have changed (their
+        graph, records or attributes). Bad input raises `DataError` before any change."""
+        for r in sources:
+            self._check(r)
+        times = [r.instants() if r.time is not None else
+                 np.full(r.table.num_rows, default_time, np.int64) for r in sources]
+        rows = [r.rows() for r in sources]
+        position = [self._order.index(r.name) for r in sources]
+        order = sorted((int(t), position[s], s, i)
+                       for s, ts in enumerate(times) for i, t in enumerate(ts))
+        first_row = {}
+        for s, r in enumerate(sources):
+            if self.events is not None and r.name == self.events.name:
+                first_row[s] = self._append_events(r.table)
+        values = [{c: r.table.column(c).to_pylist() for c in r.attributes}
+                  if s not in first_row else {} for s, r in enumerate(sources)]
+        touched: set[Identity] = set()
+        graph = self.graph
+        stitching = self.policy.stitching == "graph"
+        for at, _, s, i in order:
+            record = rows[s][i]
+            if stitching:
+                touched |= self.expire(at)
+                out = graph.observe(record, at, f"{sources[s].name}:row {i}")
+                blocked = set(out.blocked)
+                if out.merged or out.removed or out.split:
+                    for g in [out.graph, *out.split]:
+                        touched.update(graph.identities(g))
+                    touched.update(out.removed)
+            else:
+                blocked = {(n, str(v)) for n, v in record if self.config.blocks(str(v))}
+            usable = [(n, str(v)) for n, v in record if (n, str(v)) not in blocked]
+            touched.update(usable)
+            primary = min(usable, key=lambda x: self._rank[x[0]]) if usable else None
+            if s in first_row:
+                row = first_row[s] + i
+                if primary is None:
+                    self.dropped_events.append(row)
+                else:
+                    self._rows.setdefault(primary, []).append(row)
+            elif primary is not None:
+                self._fragment(sources[s].name, primary, at,
+                               {c: v[i] for c, v in values[s].items() if v[i] is not None})
+        return touched
+
+    def expire(self, now: int) -> set[Identity]:
+        """Expire the cookies unseen for their lifetime before ``now``; return the
+        identities whose person changed. A cookie that leaves a graph leaves its records
+        to the graph's primary identity (a customer keeps the browsing done before logging
+        in); a cookie that leaves nothing behind is forgotten with its records."""
+        touched: set[Identity] = set()
+        # Each cookie at its own instant, however late the call: a batch build and a stream
+        # (which expires as its clock passes each instant) then expire alike.
+        while (due := self.next_expiry()) is not None and due <= now:
+            touched |= self._expire(due)
+        return touched
+
+    def _expire(self, now: int) -> set[Identity]:
+        touched: set[Identity] = set()
+        for ident, g, split in self.graph.expire(now):
+            rows = self._rows.pop(ident, None)
+            fragments = self._fragments.pop(ident, None)
+            touched.add(ident)
+            for part in split:  # (a later cookie of the same call may have emptied it)
+                if part in self.graph:
+                    touched.update(self.graph.identities(part))
+            if g is None or g not in self.graph:
+                continue
+            heir = self.graph.primary(g)
+            if rows:
+                self._rows[heir] = sorted([*self._rows.get(heir, []), *rows])
+            if fragments:
+                self._fragments.setdefault(heir, {}).update(fragments)
+            touched.update(self.graph.identities(g))
+        return touched
+
+    def next_expiry(self) -> int | None:
+        return self.graph.next_expiry() if self.policy.stitching == "graph" else None
+
+    # ------------------------------------------------------------ people
+
+    def person(self, identity: Identity) -> str:
+        """The key of the person ``identity`` belongs to (its own, if the graph dropped it
+        or stitching is off)."""
+        if self.policy.stitching == "none":
+            return person_key(identity)
+        return _person(self.graph, identity)
+
+    def composition(self, identity: Identity) -> tuple[str, tuple[Identity, ...]]:
+        """The person of ``identity`` and the identities holding its records (sorted; none:
+        the person has no records, so no profile)."""
+        g = None if self.policy.stitching == "none" else self.graph.graph_of(identity)
+        if g is None:
+            members = [identity]
+            who = person_key(identity)
+        else:
+            members = self.graph.identities(g)
+            who = person_key(self.graph.primary(g))
+        return who, tuple(sorted(x for x in members if x in self._rows or x in self._fragments))
+
+    def event_rows(self, identities: Iterable[Identity]) -> np.ndarray:
+        """The rows (in `events_table`'s numbering) of events owned by ``identities``."""
+        parts = [np.asarray(self._rows[x], np.int64) for x in identities if x in self._rows]
+        return np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
+
+    def events_table(self, rows: np.ndarray, keys: pa.Array) -> pa.Table:
+        """Events ``rows``, their profile key column set to ``keys`` (one per row)."""
+        table = pa.concat_tables(self._event_tables).take(pa.array(rows, pa.int64()))
+        return table.append_column(self.key, keys)
+
+    def merged(self, identities: Iterable[Identity]) -> Merged:
+        return merge([f for x in identities for f in self._fragments.get(x, {}).values()],
+                     self.policy)
+
+    def profiles_table(self, people: Sequence[str], values: Sequence[Mapping[str, Any]]
+                       ) -> pa.Table:
+        """A row per person: the key, then every attribute column of the profile datasets
+        (``values``: each person's attributes by name)."""
+        columns = {self.key: pa.array(people, pa.string())}
+        for name, kind in self.attribute_types.items():
+            columns[name] = pa.array([v.get(name) for v in values], kind)
+        return pa.table(columns)
+
+    def stitched(self) -> Stitched:
+        """Every person now, as a store (see the module docstring)."""
+        compositions: dict[str, tuple[Identity, ...]] = {}
+        person_of: dict[Identity, str] = {}
+        for ident in [*self._rows, *self._fragments]:
+            if ident not in person_of:
+                who, members = self.composition(ident)
+                compositions[who] = members
+                person_of.update(dict.fromkeys(members, who))
+        people = sorted(compositions)
+        merged = {p: self.merged(compositions[p]) for p in people}
+        table = self.profiles_table(people, [merged[p].values for p in people])
+        event_table = None
+        if self.events is not None:
+            owners = np.full(self._event_count, -1, np.int64)
+            number = {p: i for i, p in enumerate(people)}
+            for ident, mine in self._rows.items():
+                owners[mine] = number[person_of[ident]]
+            rows = np.flatnonzero(owners >= 0)
+            event_table = self.events_table(
+                rows, pa.array(people, pa.string()).take(pa.array(owners[rows])))
+        store = ProfileStore.from_arrow(
+            table, event_table, profile_id=self.key,
+            event_time=self.events.time if self.events is not None else None,
+            event_type=self.event_type)
+        return Stitched(store, self.graph, person_of, merged, list(self.dropped_events), self)
+
+    # ------------------------------------------------------------ internals
+
+    def _check(self, records: Records) -> None:
+        if records.name in self.profile_datasets:
+            expected = self.profile_datasets[records.name].table.schema
+        elif self.events is not None and records.name == self.events.name:
+            expected = self.events.table.schema
+        else:
+            raise DataError(f"no dataset {records.name!r} was declared", source=records.name,
+                            hint=f"the datasets: {', '.join(self._order) or 'none'}")
+        if records.table.schema.names != expected.names:
+            raise DataError(f"dataset {records.name!r}: columns {records.table.schema.names}, "
+                            f"expected {expected.names}", source=records.name)
+
+    def _append_events(self, table: pa.Table) -> int:
+        """Keep an events table (identity columns dropped); return its first row's number.
+        Tables merge as they come, the last two whenever the older is at most twice the
+        newer: a few tables at any time, each row copied O(log n) times."""
+        assert self.events is not None
+        first = self._event_count
+        kept = table.drop_columns(list(self.events.identities))
+        self._event_tables.append(kept)
+        self._event_count += table.num_rows
+        tables = self._event_tables
+        while len(tables) > 1 and tables[-2].num_rows <= 2 * tables[-1].num_rows:
+            last = tables.pop()
+            tables[-1] = pa.concat_tables([tables[-1], last]).combine_chunks()
+        return first
+
+    def _fragment(self, dataset: str, identity: Identity, at: int, values: dict[str, Any]
+                  ) -> None:
+        """One profile record: later values over earlier, per (dataset, identity)."""
+        mine = self._fragments.setdefault(identity, {})
+        old = mine.get((dataset, identity))
+        if old is None:
+            self._arrivals += 1
+            mine[dataset, identity] = Fragment(dataset, identity, at, values, self._arrivals)
+        else:
+            mine[dataset, identity] = Fragment(dataset, identity, at, {**old.values, **values},
+                                               old.arrival)
+
+
+def _attribute_types(profiles: Sequence[Records], key: str) -> dict[str, pa.DataType]:
     types: dict[str, pa.DataType] = {}
     for source in profiles:
         for f in (source.table.schema.field(c) for c in source.attributes):
@@ -303,7 +493,6 @@ def _profiles_table(profiles: Sequence[Records], people: list[str],
                                 f"dataset and {f.type} in {source.name!r}", column=f.name,
                                 source=source.name, hint="cast them to one type")
             types.setdefault(f.name, f.type)
-    columns = {key: pa.array(people, pa.string())}
-    for name, kind in types.items():
-        columns[name] = pa.array([merged[p].values.get(name) for p in people], kind)
-    return pa.table(columns)
+    return types
+
+

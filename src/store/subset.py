@@ -44,7 +44,6 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from store.columns import Column, column_from_arrow, empty_column
 from store.delta import Batch, Delta, normalize_batch
@@ -208,14 +207,27 @@ class _RowOf:
 
 class _Numbering:
     """Profile indices of keys, as `store.delta.apply_upserts` gives them: the base's, then
-    new keys in arrival order (per batch: its upserts' new keys, then its events')."""
+    new keys in arrival order (per batch: its upserts' new keys, then its events').
+
+    New keys live in a dict (key -> index) and a list, so a lookup costs the same after a
+    million new keys as after one (a session that makes a profile per stitch makes many).
+    A `copy` numbers batches for a moment (`subset`, a session's ingest) without changing
+    this numbering: it reads the shared dict and list up to their length when copied, and
+    keeps its own keys apart."""
 
     def __init__(self, store: ProfileStore) -> None:
         self.store = store
         self.base = len(store)
-        self.parts: list[pa.Array] = []
-        self.count = 0
-        self._new: pa.Array | None = None
+        self._index: dict[Any, int] = {}  # new key -> its index; appended to by the owner
+        self._keys: list[Any] = []  # new keys in order; appended to by the owner
+        self._shared = -1  # a copy: how many of them it sees (-1: the owner sees all)
+        self._own_index: dict[Any, int] = {}  # a copy's own new keys
+        self._own_keys: list[Any] = []
+
+    @property
+    def count(self) -> int:
+        """New keys numbered."""
+        return (len(self._keys) if self._shared < 0 else self._shared) + len(self._own_keys)
 
     @property
     def total(self) -> int:
@@ -223,14 +235,23 @@ class _Numbering:
 
     def copy(self) -> _Numbering:
         other = _Numbering.__new__(_Numbering)
-        other.__dict__.update(self.__dict__)
-        other.parts = list(self.parts)
+        other.store, other.base = self.store, self.base
+        other._index, other._keys = self._index, self._keys
+        other._shared = self.count
+        # A copy of a copy: its keys are few (one call's), so they are copied over.
+        other._own_index, other._own_keys = dict(self._own_index), list(self._own_keys)
+        if self._shared >= 0:
+            other._shared = self._shared
         return other
 
-    def new_keys(self) -> pa.Array:
-        if self._new is None or len(self._new) != self.count:
-            self._new = pa.concat_arrays(self.parts) if self.parts else self.store.keys[:0]
-        return self._new
+    def lookup(self, keys: pa.Array) -> np.ndarray:
+        """Indices of ``keys`` (-1 where unknown)."""
+        index = (self.store.index_of(keys) if self.base
+                 else np.full(len(keys), -1, np.int64))
+        missing = np.flatnonzero(index < 0)
+        if len(missing) and self.count:
+            index[missing] = self._new_index(keys.take(pa.array(missing)).to_pylist())
+        return index
 
     def number(self, batch: Batch) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(upserts', events') profile indices, numbering new keys."""
@@ -251,30 +272,50 @@ class _Numbering:
         else:
             index = np.full(len(keys), -1, np.int64)
         missing = np.flatnonzero(index < 0)
-        if len(missing) and self.count:
-            found = _index_in(keys.take(pa.array(missing)), self.new_keys())
-            index[missing] = np.where(found >= 0, self.base + found, -1)
-            missing = missing[found < 0]
-        if len(missing):
-            rest = keys.take(pa.array(missing))
-            fresh = pc.unique(rest)  # in order of first appearance
-            index[missing] = self.total + _index_in(rest, fresh)
-            self.parts.append(fresh)
-            self.count += len(fresh)
+        if not len(missing):
+            return index
+        rest = keys.take(pa.array(missing)).to_pylist()
+        found = self._new_index(rest) if self.count else np.full(len(rest), -1, np.int64)
+        if (found < 0).any():
+            add = self._add if self._shared < 0 else self._add_own
+            for i in np.flatnonzero(found < 0).tolist():  # in order of first appearance
+                found[i] = add(rest[i])
+        index[missing] = found
         return index
 
     def keys_of(self, index: np.ndarray) -> pa.Array:
         base = index < self.base
         if base.all():
             return self.store.keys.take(pa.array(index))
+        seen = len(self._keys) if self._shared < 0 else self._shared
+        new = [self._keys[i] if i < seen else self._own_keys[i - seen]
+               for i in (index[~base] - self.base).tolist()]
         both = pa.concat_arrays([self.store.keys.take(pa.array(index[base])),
-                                 self.new_keys().take(pa.array(index[~base] - self.base))])
+                                 pa.array(new, self.store.keys.type)])
         return both.take(pa.array(_interleave(base)))
 
+    def _new_index(self, keys: list[Any]) -> np.ndarray:
+        limit = self.base + (len(self._keys) if self._shared < 0 else self._shared)
+        shared, own = self._index, self._own_index
+        out = np.empty(len(keys), np.int64)
+        for j, k in enumerate(keys):
+            i = shared.get(k, -1)
+            out[j] = i if 0 <= i < limit else own.get(k, -1)
+        return out
 
-def _index_in(values: pa.Array, value_set: pa.Array) -> np.ndarray:
-    found = pc.index_in(values, value_set=value_set).fill_null(-1)
-    return np.asarray(found.to_numpy(zero_copy_only=False), np.int64)
+    def _add(self, key: Any) -> int:
+        i = self._index.get(key)
+        if i is None:
+            i = self._index[key] = self.base + len(self._keys)
+            self._keys.append(key)
+        return i
+
+    def _add_own(self, key: Any) -> int:
+        i = self._own_index.get(key)
+        if i is None:
+            i = self._own_index[key] = self.total
+            self._own_keys.append(key)
+        return i
 
 
 def _interleave(first: np.ndarray) -> np.ndarray:
