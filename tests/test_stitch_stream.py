@@ -163,8 +163,8 @@ def test_a_full_graph_evicts_its_oldest_cookie_which_becomes_a_person_again() ->
 def test_an_anonymous_visitor_expires_at_the_exact_instant() -> None:
     rows = {"web": [event(START, cookie="K1")]}
     s = session(build(rows, config(lifetime_days=10)), START + D)
-    assert s.advance(START + 10 * D) == []
-    changes = s.advance(START + 20 * D)
+    assert s.advance(START + 10 * D) == []  # unseen for exactly its lifetime: still there
+    changes = s.advance(START + 10 * D + 1)
     assert described(changes) == {("ecid:K1", "browsed", "exited", "expired", None)}
     assert changes[0].at.timestamp() * 1000 == START + 10 * D + 1
     s.ingest(event(START + 21 * D, "purchase", 10.0, cookie="K1"))  # back: a new visitor
@@ -199,6 +199,50 @@ def test_bad_input_changes_nothing() -> None:
     with pytest.raises(DataError):
         s.ingest(event("yesterday", crm="C1", cookie="K1"))  # type: ignore[arg-type]
     assert len(s.people.graph.log) == links and s.people.event_count == 1
+
+
+def test_a_bad_identity_in_a_call_changes_nothing() -> None:
+    """The graph refuses a value (too long) in the call's second record: the first, a
+    valid login, must not have linked anything either."""
+    s = session(build({"web": [event(START, cookie="K1")]}, config()), START + D)
+    good = event(START + D, "login", crm="C1", cookie="K1")
+    with pytest.raises(DataError, match="web:row 1"):
+        s.ingest([good, event(START + D, cookie="K" * 2000)])
+    assert s.person(("ecid", "K1")) == "ecid:K1" and s.people.event_count == 1
+    assert len(s.people.graph) == 1
+
+
+def test_a_logged_session_resumes_where_it_stopped(tmp_path: Any) -> None:
+    rows = {"crm": [{"crm": "C1", "updated": START, "country": "FR"}],
+            "web": [event(START, cookie="K1")]}
+    cfg = config(lifetime_days=30)
+    eng_log = tmp_path / "log"
+
+    def opened() -> Any:  # a restart: the same batch stitch, the same log
+
+        people = build(rows, cfg)
+        eng = engine.Engine(people.store, background=False)
+        for name, text in DEFINITIONS.items():
+            eng.define(name, text)
+        return eng.stitching(people, at=START + D, log=eng_log)
+
+    first = opened()
+    first.ingest(event(START + 2 * D, "login", crm="C1", cookie="K1"))
+    first.ingest(event(START + 3 * D, cookie="K9"))
+    first.advance(START + 4 * D)
+    before = members(first), first.clock
+    first.close()
+    again = opened()
+    assert (members(again), again.clock) == before
+    assert described(again.ingest(event(START + 5 * D, cookie="K1"))) == set()
+    assert described(again.advance(START + 40 * D)) == {
+        ("ecid:K9", "browsed", "exited", "expired", None)}
+    again.close()
+    other = build({"web": rows["web"]}, cfg)
+    eng = engine.Engine(other.store, background=False)
+    eng.define("browsed", DEFINITIONS["browsed"])
+    with pytest.raises(ValueError, match="another batch stitch"):
+        eng.stitching(other, at=START + D, log=eng_log)
 
 
 # ---------------------------------------------------------------- streaming = batch
@@ -258,6 +302,23 @@ def test_streaming_equals_batch(history: tuple[list[Any], int], max_identities: 
     s = session(build(_grouped(base), cfg, policy, at=start), start)
     done = list(base)
     assert members(s) == batch_members(done, cfg, policy, start)
+    state = members(s)
+
+    def follows(changes: list[MembershipChange]) -> None:
+        """The changes take the previous members to the current ones, each a real
+        transition, at most one per person, segment and instant (a rebuilt survivor does
+        not exit and re-enter)."""
+        once = [(c.profile_id, c.segment, c.at) for c in changes]
+        assert len(once) == len(set(once)), changes
+        for c in sorted(changes, key=lambda c: c.at):
+            mine = state[c.segment]
+            assert (c.profile_id in mine) == (c.status == "exited"), c
+            (mine.discard if c.status == "exited" else mine.add)(c.profile_id)
+            if c.reason:  # a person gone: merged into a survivor, or expired
+                assert c.status == "exited" and c.reason in ("merged", "expired"), c
+                assert (c.survivor is not None) == (c.reason == "merged"), c
+        assert state == members(s)
+
     i = 0
     while i < len(rest):
         # A run of records of one dataset, in order; sometimes the clock moves first.
@@ -265,21 +326,19 @@ def test_streaming_equals_batch(history: tuple[list[Any], int], max_identities: 
         while j < len(rest) and rest[j][1] == rest[i][1] and data.draw(st.booleans()):
             j += 1
         if data.draw(st.booleans()) and rest[i][0] > s.clock:
-            s.advance(data.draw(st.integers(s.clock, rest[i][0])))
+            follows(s.advance(data.draw(st.integers(s.clock, rest[i][0]))))
             note(f"advanced to {s.clock - START}")
             assert members(s) == batch_members(done, cfg, policy, s.clock)
         chunk = [r for _, _, r in rest[i:j]]
         source = rest[i][1]
         note(f"ingest {source} {chunk}")
-        if source == "web":
-            s.ingest(chunk)
-        else:
-            s.ingest(profiles=chunk, dataset=source)
+        follows(s.ingest(chunk) if source == "web" else
+                s.ingest(profiles=chunk, dataset=source))
         done += rest[i:j]
         assert members(s) == batch_members(done, cfg, policy, s.clock)
         i = j
     end = s.clock + data.draw(st.sampled_from([0, D, 5 * D, 400 * D]))
-    s.advance(end)
+    follows(s.advance(end))
     assert members(s) == batch_members(done, cfg, policy, end)
 
 

@@ -447,12 +447,12 @@ class Engine:
 
         return StreamSession(self, at, **options)
 
-    def stitching(self, people: Stitched, at: Any) -> StitchingSession:
+    def stitching(self, people: Stitched, at: Any, **options: Any) -> StitchingSession:
         """A streaming session over ``people`` (the batch stitch this engine's store came
         from), taking records that carry identities (`engine.stitch_stream`)."""
         from engine.stitch_stream import StitchingSession
 
-        return StitchingSession(self, people, at)
+        return StitchingSession(self, people, at, **options)
 
     def _vector(self, names: list[str], now_ms: int, masks: dict[str, np.ndarray],
                 timings: dict[str, float], tiers: dict[str, str]) -> list[str]:

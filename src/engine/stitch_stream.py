@@ -23,19 +23,24 @@ it), because both build them with the same `People`.
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.stream import MembershipChange, StreamSession
+from engine.stream import MembershipChange, StreamSession, _decode, _encode
 from store.delta import Batch, normalize_batch
 from store.errors import DataError
+from store.files import write_atomic
 from store.identities import Identity
 from store.stitching import People, Records, Stitched, person_key
 from store.subset import as_table
+from store.wal import WriteAheadLog
 
 if TYPE_CHECKING:
     from engine.session import Engine
@@ -46,9 +51,11 @@ _REBUILT = "\x00"  # person key + _REBUILT + n: the n-th rebuilt profile of the 
 
 
 class StitchingSession:
-    """See the module docstring. Not thread-safe; no write-ahead log yet."""
+    """See the module docstring. Not thread-safe. With ``log`` (a directory), every call is
+    logged before it applies, and a session opened on the directory again replays them."""
 
-    def __init__(self, engine: Engine, people: Stitched, at: Any) -> None:
+    def __init__(self, engine: Engine, people: Stitched, at: Any, *,
+                 log: str | os.PathLike[str] | None = None, sync: str = "batch") -> None:
         if people.people is None or engine.store is not people.store:
             raise ValueError("stitching needs the engine of a stitched store: "
                              "Engine(stitched.store).stitching(stitched, at=...)")
@@ -72,6 +79,48 @@ class StitchingSession:
         self._seen_rows = self.people.event_count  # events before it are in the profiles
         # The batch stitch expired cookies up to its last record; the session starts later.
         self._rebuild(self.people.expire(self.clock))
+        self._log: WriteAheadLog | None = None
+        if log is not None:
+            self._open_log(Path(log), sync)
+
+    def _open_log(self, directory: Path, sync: str) -> None:
+        """Log every call before applying it; replay what a previous session logged.
+
+        The log holds the calls since the batch stitch the session started from, which
+        must be the same one again (checked: its start instant and sizes). Without a
+        checkpoint, reopening replays the whole log: fine for hours of records, not for
+        months (then stitch in batch again and start a new log)."""
+        start = {"format": "pqlite-stitching-log", "at": self.clock,
+                 "people": len(self._index), "events": self._seen_rows,
+                 "links": len(self.people.graph.log)}
+        marker = directory / "start.json"
+        if marker.exists():
+            found = json.loads(marker.read_text())
+            if found != start:
+                raise ValueError(
+                    f"the log in {directory} was started from another batch stitch "
+                    f"({found}, not {start}): start from the same records and instant, or "
+                    "use another log directory")
+        else:
+            directory.mkdir(parents=True, exist_ok=True)
+            write_atomic(marker, json.dumps(start))
+        self._log = WriteAheadLog(directory / "wal", sync=sync)  # type: ignore[arg-type]
+        try:
+            for _, payload in self._log.replay(0):
+                header, batch = _decode(payload)
+                if header["op"] == "advance":
+                    self._advance(int(header["to"]))
+                else:
+                    self._ingest(batch.events, batch.profiles, header.get("dataset"))
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        self._stream.close()
 
     # ------------------------------------------------------------ reading
 
@@ -108,11 +157,26 @@ class StitchingSession:
         before the clock apply at the clock; later ones move it to their time. Returns the
         membership changes, in time order. Bad input raises `DataError` and changes
         nothing."""
-        sources = []
-        if events is not None:
-            sources.append(self._events(events))
+        event_table = None if events is None else self._events(events)
+        profile_table = None
         if profiles is not None:
-            sources.append(self._profiles(profiles, dataset))
+            dataset = self._dataset(dataset)
+            profile_table = self._profiles(profiles, dataset)
+        if self._log is not None:
+            self._log.append(_encode({"op": "ingest", "dataset": dataset},
+                                     Batch(event_table, profile_table)))
+        return self._ingest(event_table, profile_table, dataset)
+
+    def _ingest(self, events: pa.Table | None, profiles: pa.Table | None,
+                dataset: str | None) -> list[MembershipChange]:
+        """Apply checked records (see `ingest`)."""
+        sources = []
+        if events is not None and self.people.events is not None:
+            spec = self.people.events
+            sources.append(Records(spec.name, events, spec.identities, spec.time))
+        if profiles is not None and dataset is not None:
+            spec = self.people.profile_datasets[dataset]
+            sources.append(Records(dataset, profiles, spec.identities, spec.time))
         sources = [r for r in sources if r.table.num_rows]
         if not sources:
             return []
@@ -121,11 +185,11 @@ class StitchingSession:
         changes: list[MembershipChange] = []
         for t in np.unique(np.concatenate(times)).tolist():
             if t > self.clock:
-                changes += self.advance(t)
+                changes += self._advance(t)
             now = [Records(r.name, r.table.filter(pa.array(ts == t)), r.identities, r.time)
                    for r, ts in zip(sources, times, strict=True)]
             touched = self.people.add([r for r in now if r.table.num_rows],
-                                      default_time=self.clock)
+                                      default_time=self.clock, checked=True)
             changes += self._rebuild(touched)
         return changes
 
@@ -135,6 +199,13 @@ class StitchingSession:
         from engine.session import to_epoch_ms
 
         target = to_epoch_ms(to)
+        if target < self.clock:
+            raise ValueError(f"the clock is at {self.clock} ms; it cannot go back to {target}")
+        if self._log is not None:
+            self._log.append(_encode({"op": "advance", "to": target}, None))
+        return self._advance(target)
+
+    def _advance(self, target: int) -> list[MembershipChange]:
         changes: list[MembershipChange] = []
         while (due := self.people.next_expiry()) is not None and due <= target:
             changes += self._named(self._stream.advance(max(due, self.clock)))
@@ -237,29 +308,35 @@ class StitchingSession:
 
     # ------------------------------------------------------------ input
 
-    def _events(self, data: Any) -> Records:
+    def _events(self, data: Any) -> pa.Table:
+        """Event records, checked: the columns of the events dataset, and the rows as the
+        store will take them (bad data is refused before anything changes)."""
         spec = self.people.events
         if spec is None:
             raise DataError("the stitched people have no events dataset",
                             hint="stitch with events=Records(...) to stream events")
         table = _conform(as_table(data), spec.table.schema, spec.name)
-        # The rows as the store will take them, checked now: bad data changes nothing.
         probe = table.drop_columns(list(spec.identities)).append_column(
             self.people.key, pa.nulls(table.num_rows, self._key_type).fill_null(""))
         normalize_batch(self._stream.store.schema, probe, None, time_units={},
                         assume_tz="UTC")
-        return Records(spec.name, table, spec.identities, spec.time)
+        self.people.check(Records(spec.name, table, spec.identities, spec.time))
+        return table
 
-    def _profiles(self, data: Any, dataset: str | None) -> Records:
+    def _dataset(self, dataset: str | None) -> str:
         declared = self.people.profile_datasets
         if dataset is None and len(declared) == 1:
             dataset = next(iter(declared))
         if dataset not in declared:
             raise DataError(f"profile rows need their dataset: one of {sorted(declared)}",
                             hint="ingest(profiles=..., dataset=NAME)")
-        spec = declared[dataset]
-        return Records(dataset, _conform(as_table(data), spec.table.schema, dataset),
-                       spec.identities, spec.time)
+        return dataset
+
+    def _profiles(self, data: Any, dataset: str) -> pa.Table:
+        spec = self.people.profile_datasets[dataset]
+        table = _conform(as_table(data), spec.table.schema, dataset)
+        self.people.check(Records(dataset, table, spec.identities, spec.time))
+        return table
 
     def _times(self, records: Records) -> np.ndarray:
         if records.time is None:
@@ -270,7 +347,7 @@ class StitchingSession:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stream.close()
+        self.close()
 
 
 def _person(key: str) -> str:

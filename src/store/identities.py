@@ -350,6 +350,11 @@ class IdentityGraph:
             self._shrink(survivor, set(ids), at, out)
         return out
 
+    def check(self, identities: Iterable[tuple[str, Any]], source: str = "") -> None:
+        """Raise the `DataError` `observe` would raise for this record, changing nothing."""
+        self._clean([(n, v if v is None or type(v) is str else str(v)) for n, v in identities],
+                    source)
+
     def expire(self, now: int) -> list[Expired]:
         """Remove the cookies not seen for ``cookie_lifetime_ms`` before ``now`` (seen at
         ``now - cookie_lifetime_ms - 1`` or earlier): each with the graph it leaves (None

@@ -285,16 +285,30 @@ class People:
         """Events added so far: the next one's row number."""
         return self._event_count
 
-    def add(self, sources: Sequence[Records], *, default_time: int = 0) -> set[Identity]:
+    def check(self, records: Records) -> None:
+        """Raise `DataError` if `add` would refuse ``records``: a dataset not declared, other
+        columns, a record without a time, an unknown namespace, too many identities."""
+        self._check(records)
+        if records.time is not None:
+            records.instants()
+        for i, record in enumerate(records.rows()):
+            self.graph.check(record, f"{records.name}:row {i}")
+
+    def add(self, sources: Sequence[Records], *, default_time: int = 0,
+            checked: bool = False) -> set[Identity]:
         """Take the records of ``sources`` in time order (equal times: datasets in the order
         declared, then rows; records of a dataset without a time column are at
         ``default_time``); return the identities whose person may have changed (their
-        graph, records or attributes). Bad input raises `DataError` before any change."""
+        graph, records or attributes). Bad input raises `DataError` before any change
+        (``checked``: `check` passed them already)."""
         for r in sources:
             self._check(r)
         times = [r.instants() if r.time is not None else
                  np.full(r.table.num_rows, default_time, np.int64) for r in sources]
         rows = [r.rows() for r in sources]
+        for r, records in zip(sources, rows, strict=True):
+            for i, record in enumerate([] if checked else records):
+                self.graph.check(record, f"{r.name}:row {i}")
         position = [self._order.index(r.name) for r in sources]
         order = sorted((int(t), position[s], s, i)
                        for s, ts in enumerate(times) for i, t in enumerate(ts))
