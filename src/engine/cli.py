@@ -21,7 +21,9 @@ from engine import ir
 from engine.analysis import Analysis, analyze
 from engine.checker import check, did_you_mean
 from engine.cli_data import add_commands
+from engine.cli_demo import add_commands as add_demo_commands
 from engine.cli_identity import add_commands as add_identity_commands
+from engine.cli_repl import add_commands as add_repl_commands
 from engine.cli_run import add_commands as add_run_commands
 from engine.cli_stream import add_commands as add_stream_commands
 from engine.errors import SegmentError, SegmentNameError, raise_all
@@ -97,6 +99,8 @@ def _parser() -> argparse.ArgumentParser:
     add_run_commands(sub)
     add_stream_commands(sub)
     add_identity_commands(sub)
+    add_repl_commands(sub)
+    add_demo_commands(sub)
     return p
 
 

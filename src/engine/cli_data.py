@@ -102,33 +102,44 @@ def _unit(item: str) -> tuple[str, str]:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from store import ProfileStore
-    from store.synth import B10_SEED, write_b10_parquet
+    from store.synth import B10_SEED
 
     args.directory.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    with _bar(f"generating B10 ({args.profiles:,} profiles)", args.profiles) as advance:
-        profiles, events = write_b10_parquet(
-            args.directory,
-            n_profiles=args.profiles,
-            seed=B10_SEED if args.seed is None else args.seed,
-            progress=advance,
-        )
+    profiles, events = write_b10(args.directory, args.profiles,
+                                 B10_SEED if args.seed is None else args.seed)
     generated = time.perf_counter()
     Console(highlight=False).print(
         f"wrote {profiles} and {events} in {generated - started:.1f} s"
     )
     if args.no_store:
         return 0
+    st, load_s, save_s = import_b10(profiles, events, args.directory / "store")
+    _summary(st, args.directory / "store", load_s, save_s)
+    return 0
+
+
+def write_b10(directory: Path, profiles: int, seed: int) -> tuple[Path, Path]:
+    """B10's Parquet files in ``directory``, with a progress bar on a terminal."""
+    from store.synth import write_b10_parquet
+
+    with _bar(f"generating B10 ({profiles:,} profiles)", profiles) as advance:
+        return write_b10_parquet(directory, n_profiles=profiles, seed=seed, progress=advance)
+
+
+def import_b10(profiles: Path, events: Path, target: Path) -> tuple[Any, float, float]:
+    """The store of B10's Parquet files, saved at ``target`` (a spinner meanwhile), with
+    the seconds loading and saving took."""
+    from store import ProfileStore
+
+    started = time.perf_counter()
     with _steps("importing into a store") as progress:
-        st = ProfileStore.from_parquet(
-            profiles, events, profile_id="profile_id", progress=progress
-        )
+        st = ProfileStore.from_parquet(profiles, events, profile_id="profile_id",
+                                       progress=progress)
     loaded = time.perf_counter()
     with _stage("saving"):
-        st.save(args.directory / "store")
-    _summary(st, args.directory / "store", loaded - generated, time.perf_counter() - loaded)
-    return 0
+        st.save(target)
+    return st, loaded - started, time.perf_counter() - loaded
 
 
 @contextmanager

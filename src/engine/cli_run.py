@@ -168,7 +168,6 @@ def _write(out: Path, eng: Any, result: Any, previous: dict[str, Any], at_ms: in
 
 def _explain(args: argparse.Namespace) -> int:
     from engine.cli import UsageError
-    from engine.unparse import unparse
 
     eng, _, code = _engine(args)
     if args.name not in eng.names:
@@ -176,14 +175,26 @@ def _explain(args: argparse.Namespace) -> int:
             return code
         raise UsageError(f"no segment {args.name!r} in {args.file}; it has {', '.join(eng.names)}")
     console = Console(highlight=False)
-    segment = eng._segments[args.name]
-    console.print(f"[bold]{args.name}[/bold] (checked and optimized):")
-    console.print(unparse(segment.expr, pretty=True), markup=False)
-    ks = eng.source([args.name])
-    console.print("\n[bold]reads[/bold]:")
-    for a in ks.args:
-        if a.kind not in ("param",):
-            console.print(f"  {a.name}: {a.kind} {a.ref}", markup=False)
-    console.print("\n[bold]kernel[/bold]:")
-    console.print(Syntax(ks.source, "python", theme="ansi_dark", word_wrap=True))
+    for part in explanation(eng, args.name):
+        console.print(part)
     return 0
+
+
+def explanation(eng: Any, name: str) -> list[Any]:
+    """What ``pqlite explain`` shows of segment ``name`` (also the REPL's ``:explain``):
+    its checked and optimized definition, the arrays and parameters its kernel reads, and
+    the kernel's source, as rich renderables."""
+    from rich.text import Text
+
+    from engine.unparse import unparse
+
+    ks = eng.source([name])
+    reads = [f"  {a.name}: {a.kind} {a.ref}" for a in ks.args if a.kind not in ("param",)]
+    return [
+        Text.assemble((name, "bold"), " (checked and optimized):"),
+        Text(unparse(eng.expr(name), pretty=True)),
+        Text.assemble("\n", ("reads", "bold"), ":"),
+        Text("\n".join(reads)),
+        Text.assemble("\n", ("kernel", "bold"), ":"),
+        Syntax(ks.source, "python", theme="ansi_dark", word_wrap=True),
+    ]

@@ -174,6 +174,21 @@ class Evaluator:
         """The membership of one definition (a bool per profile), or `Unsupported`."""
         return np.ascontiguousarray(_full(self._ev.cond(expr, self._top), self._top.rows))
 
+    def values(self, expr: ir.Expr) -> list[Any]:
+        """The value of a scalar expression per profile as Python values (None for null):
+        strings as text, timestamps as epoch milliseconds, dates as epoch days. For showing
+        what decided a condition (the REPL's ``:why``); raises `Unsupported` like a call."""
+        v = self._ev.value(expr, self._top)
+        rows = self._top.rows
+        valid = _full(v.valid, rows)
+        if v.text is not None:
+            return [v.text] * rows
+        data = np.broadcast_to(np.asarray(v.data), (rows,))
+        if v.dictionary is not None:
+            words = v.dictionary.to_pylist()
+            return [words[int(c)] if ok else None for c, ok in zip(data, valid, strict=True)]
+        return [x.item() if ok else None for x, ok in zip(data, valid, strict=True)]
+
 
 def evaluate(definitions: Mapping[str, ir.Expr], store: ProfileStore, now_ms: int,
              segments: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

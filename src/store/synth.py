@@ -49,6 +49,7 @@ __all__ = [
     "EVENT_TYPE_SHARES",
     "PROFILES_SCHEMA",
     "generate_b10",
+    "live_events",
     "write_b10_parquet",
 ]
 
@@ -334,6 +335,70 @@ def generate_b10(
         raise ValueError(f"now_ms must leave room for 90 days of events, not {now_ms}")
     for parts in _units(n_profiles, block, seed, now_ms):
         yield _to_arrow(_join([p for p, _ in parts]), _join([e for _, e in parts]))
+
+
+_SESSION_EVENTS = 5.0  # mean events per visit of live traffic
+_SESSION_GAP_MS = 4_000  # mean time between two events of a visit
+
+
+def live_events(
+    n_profiles: int,
+    start_ms: int,
+    duration_ms: int = 60_000,
+    *,
+    per_second: float = 500.0,
+    seed: int = B10_SEED,
+) -> pa.Table:
+    """Plausible live traffic on a B10 store of ``n_profiles``: about ``per_second`` events a
+    second over ``[start_ms, start_ms + duration_ms)``, in time order (`EVENTS_SCHEMA`).
+
+    Events come in visits, as on a shop's site: a visit is a profile (uniform among the
+    store's) starting at a uniform instant, with a geometric number of events (mean 5) a few
+    seconds apart; event types, categories and prices are drawn as `generate_b10` draws them
+    (its type shares, Zipf(1) categories on commerce events, lognormal prices). So a minute
+    holds carts, purchases and bursts of page views, and the changes they cause. The table
+    depends only on the arguments.
+    """
+    if n_profiles < 1:
+        raise ValueError(f"n_profiles must be >= 1, not {n_profiles}")
+    if duration_ms < 1 or per_second <= 0:
+        raise ValueError("duration_ms and per_second must be positive")
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence((seed, start_ms, 1))))
+    # Visits start from a while before the window, so that it opens on traffic in full
+    # swing (visits under way) rather than on visits that all begin inside it.
+    lead = int(_SESSION_EVENTS * _SESSION_GAP_MS)
+    visits = max(1, round(per_second * (duration_ms + lead) / 1000 / _SESSION_EVENTS))
+    lengths = rng.geometric(1 / _SESSION_EVENTS, visits)
+    visit = np.repeat(np.arange(visits), lengths)
+    first = np.zeros(visits + 1, np.int64)
+    np.cumsum(lengths, out=first[1:])
+    gaps = rng.exponential(_SESSION_GAP_MS, visit.size).astype(np.int64)
+    gaps[first[:-1]] = 0  # a visit starts at its own instant
+    elapsed = np.cumsum(gaps) - np.repeat(np.cumsum(gaps)[first[:-1]], lengths)
+    ts = start_ms - lead + rng.integers(0, duration_ms + lead, visits)[visit] + elapsed
+    keep = (ts >= start_ms) & (ts < start_ms + duration_ms)
+    profile = rng.integers(0, n_profiles, visits, dtype=np.int64)[visit][keep]
+    ts = ts[keep]
+    order = np.argsort(ts, kind="stable")
+    profile, ts = profile[order], ts[order]
+    n = ts.size
+    types = _TYPE_TABLE[rng.integers(0, 200, n, dtype=np.uint8)]
+    commerce = _COMMERCE[types]
+    category = np.zeros(n, np.int16)
+    category[commerce] = _draw(rng, _CATEGORY_CDF, int(commerce.sum()), np.int16)
+    price = np.full(n, np.nan)
+    price[commerce] = np.round(rng.lognormal(4.0, 1.0, int(commerce.sum())), 2)
+    batch = pa.RecordBatch.from_arrays(
+        [
+            _plain(pa.int64(), profile),
+            _plain(_TS, ts),
+            _dictionary(_TYPE_DICT, types, pa.int8()),
+            _dictionary(_CATEGORY_DICT, category, pa.int16(), commerce),
+            _plain(pa.float64(), price, commerce),
+        ],
+        schema=EVENTS_SCHEMA,
+    )
+    return pa.Table.from_batches([batch])
 
 
 def _write_row_groups(
