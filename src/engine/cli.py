@@ -20,6 +20,7 @@ from rich.console import Console
 from engine import ir
 from engine.analysis import Analysis, analyze
 from engine.checker import check, did_you_mean
+from engine.cli_activation import add_commands as add_activation_commands
 from engine.cli_data import add_commands
 from engine.cli_demo import add_commands as add_demo_commands
 from engine.cli_identity import add_commands as add_identity_commands
@@ -98,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     add_commands(sub)
     add_run_commands(sub)
     add_stream_commands(sub)
+    add_activation_commands(sub)
     add_identity_commands(sub)
     add_repl_commands(sub)
     add_demo_commands(sub)

@@ -29,7 +29,7 @@ import io
 import json
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,7 +48,7 @@ from store.wal import WriteAheadLog
 if TYPE_CHECKING:
     from engine.session import Engine
 
-__all__ = ["MembershipChange", "StreamSession"]
+__all__ = ["MembershipChange", "Step", "StreamSession"]
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -77,6 +77,18 @@ class MembershipChange:
         return out
 
 
+@dataclass(frozen=True)
+class Step:
+    """What one call did, as ``StreamSession(on_step=...)`` hears it: after every `ingest`
+    and `advance`, and for each call the session re-applies from its log when it opens
+    (``replayed``), whose changes the opening returns to no one else."""
+
+    profiles: pa.Table | None  # the attribute upserts applied (normalized), if any
+    changes: list[MembershipChange]
+    clock: int  # the clock after the call
+    replayed: bool
+
+
 @functools.lru_cache(maxsize=4096)  # the changes of one call mostly share their instant
 def instant(ms: int) -> dt.datetime:
     return _EPOCH + dt.timedelta(milliseconds=ms)
@@ -86,10 +98,15 @@ class StreamSession:
     """See the module docstring. Not thread-safe: one caller at a time."""
 
     def __init__(self, engine: Engine, at: Any = None, *,
-                 log: str | os.PathLike[str] | None = None, sync: str = "batch") -> None:
+                 log: str | os.PathLike[str] | None = None, sync: str = "batch",
+                 on_step: Callable[[Step], None] | None = None) -> None:
         from engine.session import to_epoch_ms
 
         self._engine = engine
+        self._on_step = on_step
+        self._replaying = False
+        # Delta batches the checkpoint restored, before the log replay (None: no log).
+        self.restored_batches: int | None = None
         base = engine.store
         # The session's own view of the store: the same base arrays, its own delta, so the
         # engine's store is never changed by streaming.
@@ -121,6 +138,7 @@ class StreamSession:
         self._start()
         if self._dir is not None:
             self._log = WriteAheadLog(self._dir / "wal", sync=sync)  # type: ignore[arg-type]
+            self.restored_batches = len(self.store.delta.batches)
             try:
                 self._replay()
             except BaseException:
@@ -200,9 +218,15 @@ class StreamSession:
             self._hold(later)
         applied = Batch(now_events if now_events is not None and now_events.num_rows else None,
                         batch.profiles)
-        if applied.events is None and applied.profiles is None:
-            return []
-        return self._apply([applied], self.clock)
+        changes = [] if applied.events is None and applied.profiles is None else self._apply(
+            [applied], self.clock)
+        return self._report(batch.profiles, changes)
+
+    def _report(self, profiles: pa.Table | None, changes: list[MembershipChange]
+                ) -> list[MembershipChange]:
+        if self._on_step is not None:
+            self._on_step(Step(profiles, changes, self.clock, self._replaying))
+        return changes
 
     def _hold(self, events: pa.Table) -> None:
         times = pc.cast(events.column(self.store.schema.event_time), pa.int64()).to_numpy()
@@ -388,7 +412,7 @@ class StreamSession:
                 changes += self._evaluate_all(self._daily, x)
             changes += self._apply(batches, x, due=due)
         self.clock = target
-        return changes
+        return self._report(None, changes)
 
     def _due(self, limit: int) -> tuple[np.ndarray, np.ndarray]:
         """The profiles whose next possible change is at or before ``limit``, and those
@@ -519,6 +543,14 @@ class StreamSession:
     def _replay(self) -> None:
         """Apply the log's records after the checkpoint, as they were first applied: the
         same batches at the same clock give the same state."""
+        assert self._log is not None
+        self._replaying = True
+        try:
+            self._replay_log()
+        finally:
+            self._replaying = False
+
+    def _replay_log(self) -> None:
         assert self._log is not None
         for _, payload in self._log.replay(self._checkpointed):
             header, batch = _decode(payload)
