@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from collections import Counter
 from importlib import resources
@@ -31,6 +30,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
+
+from engine.userdirs import user_path
 
 __all__ = ["add_commands", "demo_dir", "demo_store", "example_segments"]
 
@@ -65,11 +66,7 @@ def add_commands(sub: Any) -> None:
 
 def demo_dir() -> Path:
     """Where demo stores are kept: ``$PQLITE_DEMO_DIR``, else the user's cache directory."""
-    env = os.environ.get(DEMO_ENV)
-    if env:
-        return Path(env).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "pqlite" / "demo"
+    return user_path(DEMO_ENV, "cache", "demo")
 
 
 def demo_store(directory: Path | None, profiles: int) -> tuple[Any, Path, float | None]:

@@ -13,7 +13,6 @@ Without STORE it opens the demo store of ``pqlite demo`` (generated on first use
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -21,6 +20,8 @@ from typing import Any
 
 from rich.console import Console
 from rich.text import Text
+
+from engine.userdirs import user_path
 
 __all__ = ["add_commands", "history_path"]
 
@@ -69,11 +70,7 @@ def add_commands(sub: Any) -> None:
 
 def history_path() -> Path:
     """``$PQLITE_HISTORY``, else ``repl_history`` in the user's data directory."""
-    env = os.environ.get(HISTORY_ENV)
-    if env:
-        return Path(env).expanduser()
-    data = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(data) / "pqlite" / "repl_history"
+    return user_path(HISTORY_ENV, "data", "repl_history")
 
 
 def _repl(args: argparse.Namespace) -> int:

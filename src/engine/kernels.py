@@ -23,6 +23,7 @@ from typing import Any
 
 import numba
 
+from engine.userdirs import user_path
 from store.files import write_atomic
 
 __all__ = ["Warmer", "cache_dir", "compile_kernel", "is_ready", "module_path", "signature"]
@@ -46,11 +47,7 @@ _loaded: dict[str, Callable[..., Any]] = {}
 
 
 def cache_dir() -> Path:
-    configured = os.environ.get("PQLITE_CACHE_DIR")
-    if configured:
-        return Path(configured)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "pqlite" / "kernels"
+    return user_path("PQLITE_CACHE_DIR", "cache", "kernels")
 
 
 def _digest(source: str) -> str:
