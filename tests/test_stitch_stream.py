@@ -347,3 +347,22 @@ def _grouped(rows: list[tuple[int, str, dict[str, Any]]]) -> dict[str, list[dict
     for _, source, row in rows:
         out.setdefault(source, []).append(row)
     return out
+
+
+def test_online_retail_streamed_equals_batch() -> None:
+    """docs/identity.md's real-data example, streamed: customers' first purchases after the
+    split merge their visitors at that instant; the end equals a batch over everything."""
+    import importlib.util
+    from pathlib import Path
+
+    from store.datasets import DATA_ENV, data_dir
+
+    if not (data_dir() / "online_retail" / "online_retail.csv.gz").is_file():
+        pytest.skip(f"no Online Retail data (set ${DATA_ENV} to the shared data directory)")
+    path = Path(__file__).resolve().parents[1] / "examples" / "stitch_online_retail.py"
+    spec = importlib.util.spec_from_file_location("stitch_online_retail", path)
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    out = example.stream(200, visitors=30, split="2011-09-01")
+    assert out["same_as_batch"] and out["merged"] > 10 and out["calls"] > 50
