@@ -185,12 +185,14 @@ class StitchingSession:
         changes: list[MembershipChange] = []
         for t in np.unique(np.concatenate(times)).tolist():
             if t > self.clock:
-                changes += self._advance(t)
+                # Time (and expiry) up to just before: what is due at t itself is
+                # evaluated with the records (`StreamSession.replace`), once.
+                changes += self._advance(t - 1)
             now = [Records(r.name, r.table.filter(pa.array(ts == t)), r.identities, r.time)
                    for r, ts in zip(sources, times, strict=True)]
             touched = self.people.add([r for r in now if r.table.num_rows],
-                                      default_time=self.clock, checked=True)
-            changes += self._rebuild(touched)
+                                      default_time=t, checked=True)
+            changes += self._rebuild(touched, t)
         return changes
 
     def advance(self, to: Any) -> list[MembershipChange]:
@@ -214,8 +216,10 @@ class StitchingSession:
 
     # ------------------------------------------------------------ people
 
-    def _rebuild(self, touched: Iterable[Identity]) -> list[MembershipChange]:
-        """Bring the people of ``touched`` identities up to date at the clock."""
+    def _rebuild(self, touched: Iterable[Identity], at: int | None = None
+                 ) -> list[MembershipChange]:
+        """Bring the people of ``touched`` identities up to date at ``at`` (default: the
+        clock; a later instant moves the clock there)."""
         now: dict[str, tuple[Identity, ...]] = {}
         before: set[str] = set()
         for ident in touched:
@@ -269,7 +273,7 @@ class StitchingSession:
             retire[self._index[key]] = ("merged" if heirs else "expired", survivor)
         self._seen_rows = self.people.event_count
         batches = self._batches(events, upserts)
-        changes = self._stream.replace(batches, inherit=inherit, retire=retire)
+        changes = self._stream.replace(batches, inherit=inherit, retire=retire, at=at)
         for key, _ in upserts:
             if key not in self._index:
                 self._index[key] = self._stream.index_of(key)

@@ -242,6 +242,10 @@ class StreamSession:
         take the memberships of (and retire) other profiles, by index (see `replace`)."""
         numbering = _numbering(self.store).copy()  # to number the batches' keys, not keep them
         known = numbering.total
+        if due is not None and (inherit or self._retired[due].any()):
+            # Profiles retired at this instant are not evaluated (their heirs are).
+            gone = self._retired[due] | np.isin(due, list((inherit or {}).values()))
+            due = due[~gone]
         touched = [np.zeros(0, np.int64) if due is None else due]
         names: set[str] = set()
         for batch in batches:
@@ -333,36 +337,45 @@ class StreamSession:
     # ------------------------------------------------------------ replacing profiles
 
     def replace(self, batches: list[Batch], *, inherit: Mapping[Any, int],
-                retire: Mapping[int, tuple[str, Any]]) -> list[MembershipChange]:
-        """Profiles made anew at the clock, for identity stitching (`StitchingSession`):
-        ``retire`` maps profiles that are gone to why (``reason``, ``survivor``): each
-        exits every segment it is in, with that reason; then ``batches`` are applied, and a
-        new key in ``inherit`` takes over the memberships of the profile it names (so only
-        what its new data changes is reported) and retires it. A retired profile is never
-        evaluated again: nothing may be appended to its key."""
+                retire: Mapping[int, tuple[str, Any]], at: int | None = None
+                ) -> list[MembershipChange]:
+        """Profiles made anew, for identity stitching (`StitchingSession`), at instant
+        ``at`` (default: the clock; a later one moves the clock there first, and what is
+        due then is evaluated with the new data, once): ``retire`` maps profiles that are
+        gone to why (``reason``, ``survivor``): each exits every segment it is in, with that
+        reason; then ``batches`` are applied, and a new key in ``inherit`` takes over the
+        memberships of the profile it names (so only what its new data changes is reported)
+        and retires it. A retired profile is never evaluated again: nothing may be appended
+        to its key."""
         if self._log is not None:
             raise ValueError("a session with a log cannot replace profiles (yet)")
-        changes = []
-        for old, (reason, survivor) in retire.items():
-            row = self._dense[old]
-            for k in np.flatnonzero(row).tolist():
-                changes.append(MembershipChange(
-                    _keys_of(self.store, np.array([old])).to_pylist()[0], self._names[k],
-                    "exited", instant(self.clock), old, reason, survivor))
-                self._members[self._names[k]].discard(old)
-            self._move(np.array([old], np.int64), None)
-        return changes + self._apply(batches, self.clock, inherit=inherit)
+
+        def apply(held: list[Batch], due: np.ndarray | None) -> list[MembershipChange]:
+            changes = []
+            for old, (reason, survivor) in retire.items():
+                for k in np.flatnonzero(self._dense[old]).tolist():
+                    changes.append(MembershipChange(
+                        _keys_of(self.store, np.array([old])).to_pylist()[0], self._names[k],
+                        "exited", instant(self.clock), old, reason, survivor))
+                    self._members[self._names[k]].discard(old)
+                self._move(np.array([old], np.int64), None)
+            return changes + self._apply([*held, *batches], self.clock, due=due,
+                                         inherit=inherit)
+
+        if at is None or at <= self.clock:
+            return apply([], None)
+        return self._advance(at, then=apply)
 
     def _move(self, old: np.ndarray, new: np.ndarray | None) -> None:
         """Retire profiles ``old``; their memberships go to ``new`` (None: nowhere)."""
         if new is not None:
-            self._dense[new] = self._dense[old]
-            for k, name in enumerate(self._names):
-                moved = self._dense[new, k].astype(bool)
-                if moved.any():
-                    bm = self._members[name]
-                    bm -= BitMap(old[moved].astype(np.uint32))
-                    bm |= BitMap(new[moved].astype(np.uint32))
+            rows = self._dense[old]
+            self._dense[new] = rows
+            for k in np.flatnonzero(rows.any(axis=0)).tolist():  # the segments they are in
+                moved = rows[:, k].astype(bool)
+                bm = self._members[self._names[k]]
+                bm -= BitMap(old[moved].astype(np.uint32))
+                bm |= BitMap(new[moved].astype(np.uint32))
         self._dense[old] = 0
         self._next[old] = NEVER
         self._retired[old] = True
@@ -390,16 +403,24 @@ class StreamSession:
                 next_midnight(self.clock) if self._daily else NEVER)
         return None if x == NEVER else x
 
-    def _advance(self, target: int) -> list[MembershipChange]:
+    def _advance(self, target: int, then: Callable[[list[Batch], np.ndarray],
+                                                    list[MembershipChange]] | None = None
+                 ) -> list[MembershipChange]:
+        """Move the clock to ``target`` (see `advance`). ``then``: applies the caller's own
+        data at ``target``, given the held batches released then and the profiles due then,
+        in place of applying those alone (one evaluation at that instant, not two)."""
         changes: list[MembershipChange] = []
         while True:
             x = self.next_change()
+            if then is not None:
+                x = target if x is None else min(x, target)
             if x is None or x > target:
                 break
             # Up to the next held event or midnight, profiles only move with their own
             # windows, independently: evaluate them in rounds, each at its own instant.
             barrier = min(self._pending[0][0] if self._pending else NEVER,
-                          next_midnight(self.clock) if self._daily else NEVER)
+                          next_midnight(self.clock) if self._daily else NEVER,
+                          target if then is not None else NEVER)
             if x < barrier:
                 changes += self._timeline(min(target, barrier - 1))
                 continue
@@ -410,7 +431,11 @@ class StreamSession:
             due = self._due(x)[0]
             if self._daily and x == next_midnight(x - 1):
                 changes += self._evaluate_all(self._daily, x)
-            changes += self._apply(batches, x, due=due)
+            if then is not None and x == target:
+                changes += then(batches, due)
+                then = None
+            else:
+                changes += self._apply(batches, x, due=due)
         self.clock = target
         return self._report(None, changes)
 

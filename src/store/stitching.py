@@ -408,8 +408,24 @@ class People:
         return np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
 
     def events_table(self, rows: np.ndarray, keys: pa.Array) -> pa.Table:
-        """Events ``rows``, their profile key column set to ``keys`` (one per row)."""
-        table = pa.concat_tables(self._event_tables).take(pa.array(rows, pa.int64()))
+        """Events ``rows`` (in order), their profile key column set to ``keys`` (one per
+        row). Each table is asked only for its own rows: a take over all of them at once
+        would cost their size, not the rows'."""
+        starts = np.cumsum([0] + [t.num_rows for t in self._event_tables])
+        which = np.searchsorted(starts, rows, side="right") - 1
+        parts = []
+        for k in np.unique(which).tolist():
+            mine = rows[which == k] - starts[k]
+            parts.append(self._event_tables[k].take(pa.array(mine, pa.int64())))
+        if not parts:
+            assert self.events is not None
+            table = self.events.table.drop_columns(list(self.events.identities)).slice(0, 0)
+        else:
+            table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+        if len(parts) > 1 and (np.diff(which) < 0).any():
+            # The parts hold the rows table by table: back to the order asked for.
+            order = np.argsort(np.argsort(which, kind="stable"), kind="stable")
+            table = table.take(pa.array(order, pa.int64()))
         return table.append_column(self.key, keys)
 
     def merged(self, identities: Iterable[Identity]) -> Merged:
