@@ -28,8 +28,10 @@ def add_commands(sub: Any) -> None:
         "stitch",
         help="build a store of people from records of identities",
         description="Read the datasets a stitch plan names (TOML: [identity], [merge_policy], "
-        "[[profiles]], [events]; see docs/identity.md), link their identities into people and "
-        "write DIR/store, DIR/identities.json and DIR/people.jsonl.",
+        "[merge_policies.NAME], [[profiles]], [events]; see docs/identity.md), link their "
+        "identities into people and write DIR/store, DIR/identities.json and "
+        "DIR/people.jsonl; the people under each other merge policy go to "
+        "DIR/policies/NAME/.",
     )
     st.add_argument("plan", type=Path, help="stitch plan (TOML)")
     st.add_argument("--out", type=Path, required=True, help="output directory")
@@ -55,13 +57,17 @@ def _stitch(args: argparse.Namespace) -> int:
     from store.stitching import StitchPlan
 
     started = time.perf_counter()
-    people = StitchPlan.read(args.plan).stitch()
+    everyone = StitchPlan.read(args.plan).stitch_all()
+    people = everyone.pop("default")
     people.save(args.out)
+    for name, other in everyone.items():  # the other merge policies, a directory each
+        other.save(Path(args.out) / "policies" / name)
     keys = people.store.keys.to_pylist()
     summary = {
         "people": len(keys), "links": len(people.graph.log),
         "refused": len(people.graph.refusals), "removed": len(people.graph.removals),
         "dropped_events": len(people.dropped_events),
+        "other_policies": ", ".join(everyone) or "none",
         "seconds": round(time.perf_counter() - started, 3), "out": str(args.out),
     }
     if args.json:

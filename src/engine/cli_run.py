@@ -41,6 +41,10 @@ def add_commands(sub: Any) -> None:
                           "answer with the vector tier and compile in the background; kernel: "
                           "always compile first; vector: no compiling where avoidable "
                           "(docs/engine.md)")
+    run.add_argument("--merge-policy", default="default", metavar="NAME",
+                     help="evaluate the segments under this merge policy (their "
+                          "merge_policy key; none: 'default'), over a store of people "
+                          "stitched under it (pqlite stitch writes one per policy)")
     run.set_defaults(run=_run)
 
     explain = sub.add_parser(
@@ -69,7 +73,13 @@ def _engine(args: argparse.Namespace) -> tuple[Any, Any, int]:
     eng = Engine(st, threads=getattr(args, "threads", None), tier=getattr(args, "tier", "auto"))
     err = Console(stderr=True, highlight=False)
     code = OK
-    for d in segments.definitions.values():
+    wanted = getattr(args, "merge_policy", "default")
+    mine = [d for d in segments.definitions.values() if (d.merge_policy or "default") == wanted]
+    if not mine:
+        named = sorted({d.merge_policy or "default" for d in segments.definitions.values()})
+        raise UsageError(f"{args.file}: no segment under merge policy {wanted!r}; its "
+                         f"segments are under {', '.join(named)} (--merge-policy NAME)")
+    for d in mine:
         try:
             eng.define(d.name, d.pql)
         except SegmentError as e:

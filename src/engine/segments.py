@@ -3,6 +3,10 @@
     [segment.recent_buyers]
     description = "Bought something in the last week"
     pql = 'xEvent[eventType = "purchase" and timestamp occurs < 7 days before now].count() > 0'
+    merge_policy = "crm_first"    # optional: over people stitched under that policy
+
+(``merge_policy`` matters where the store is people under several policies:
+`engine.policies`, ``pqlite run`` on a ``pqlite stitch`` directory.)
 
 A ``.pql`` file holds a single definition named after the file. Errors in a definition are
 reported at their position in the file, not just in the definition's text.
@@ -21,7 +25,7 @@ from engine.errors import EngineError, Span
 
 __all__ = ["Definition", "SegmentFile", "SegmentFileError", "dependency_cycle"]
 
-_KEYS = {"pql", "description"}
+_KEYS = {"pql", "description", "merge_policy"}
 
 
 class SegmentFileError(EngineError, ValueError):
@@ -49,6 +53,7 @@ class Definition:
     pql: str
     description: str | None = None
     origin: tuple[int, int] | None = None  # (line, column) of the text's first character
+    merge_policy: str | None = None  # the merge policy it evaluates under (None: default)
 
     def locate(self, span: Span | None) -> tuple[int, int] | None:
         """File (line, column) of a position in the definition's text, when it maps exactly."""
@@ -126,7 +131,11 @@ def _definition(name: str, table: Any, text: str, path: Path | None) -> Definiti
         raise SegmentFileError(f"segment {name!r} needs a non-empty pql string", path, line)
     if description is not None and not isinstance(description, str):
         raise SegmentFileError(f"segment {name!r}: description must be a string", path, line)
-    return Definition(name, pql, description, _toml_origin(text, line, pql))
+    policy = table.get("merge_policy")
+    if policy is not None and (not isinstance(policy, str) or not policy):
+        raise SegmentFileError(f"segment {name!r}: merge_policy must be a policy's name",
+                               path, line)
+    return Definition(name, pql, description, _toml_origin(text, line, pql), policy)
 
 
 def _header_line(text: str, name: str) -> int | None:

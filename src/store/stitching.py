@@ -41,7 +41,8 @@ from store.identities import Identity, IdentityConfig, IdentityGraph
 from store.merging import Fragment, Merged, MergePolicy, merge
 from store.profile_store import ProfileStore
 
-__all__ = ["People", "Records", "StitchPlan", "Stitched", "person_key", "stitch"]
+__all__ = ["People", "Records", "StitchPlan", "Stitched", "person_key", "stitch",
+           "stitch_policies"]
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,7 @@ class Stitched:
     attributes: dict[str, Merged]  # person key -> merged attributes and their fragments
     dropped_events: list[int] = field(default_factory=list)  # rows with no usable identity
     people: People | None = None  # what built them: a streaming session carries it on
+    policy: MergePolicy = field(default_factory=MergePolicy)  # the one the store is under
 
     def person(self, identity: Identity) -> str:
         """The key of the person ``identity`` belongs to (its own, if the graph dropped it)."""
@@ -155,7 +157,11 @@ class StitchPlan:
         namespaces = [{ name = "crm_id", unique = true }, { name = "ecid", tier = "cookie" }]
 
         [merge_policy]                  # optional: store.merging.MergePolicy.from_dict
-        attributes = "timestamp"
+        attributes = "timestamp"        # (the default policy, named "default")
+
+        [merge_policies.crm_first]      # optional: more policies, each a store of its own
+        attributes = "precedence"
+        order = ["crm", "web"]
 
         [[profiles]]                    # any number of profile datasets
         name = "crm"
@@ -176,6 +182,7 @@ class StitchPlan:
     profiles: tuple[Records, ...]
     events: Records | None
     event_type: str | None
+    others: tuple[MergePolicy, ...] = ()  # the named policies besides the default
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> StitchPlan:
@@ -188,14 +195,20 @@ class StitchPlan:
             doc = tomllib.loads(where.read_text())
         except (OSError, tomllib.TOMLDecodeError) as e:
             raise DataError(f"{where}: {e}") from None
-        extra = sorted(set(doc) - {"identity", "merge_policy", "profiles", "events"})
+        tables = {"identity", "merge_policy", "merge_policies", "profiles", "events"}
+        extra = sorted(set(doc) - tables)
         if extra:
             raise DataError(f"{where}: unknown table [{extra[0]}]",
-                            hint="the tables are identity, merge_policy, profiles, events")
+                            hint=f"the tables are {', '.join(sorted(tables))}")
         if "identity" not in doc:
             raise DataError(f"{where} has no [identity] table", hint="declare the namespaces")
         config = IdentityConfig.from_dict(doc["identity"], source=f"{where} [identity]")
         policy = MergePolicy.from_dict("default", doc.get("merge_policy", {}))
+        named = doc.get("merge_policies", {})
+        if "default" in named:
+            raise DataError(f"{where}: [merge_policies.default]: the default policy is "
+                            "[merge_policy]", hint="name the others otherwise")
+        others = tuple(MergePolicy.from_dict(n, t) for n, t in named.items())
 
         def records(entry: Mapping[str, Any], what: str) -> Records:
             bad = sorted(set(entry) - {"name", "path", "identities", "time", "type"})
@@ -210,11 +223,16 @@ class StitchPlan:
         profiles = tuple(records(e, "[profiles]") for e in doc.get("profiles", ()))
         events = doc.get("events")
         return cls(config, policy, profiles, records(events, "events") if events else None,
-                   events.get("type") if events else None)
+                   events.get("type") if events else None, others)
 
     def stitch(self) -> Stitched:
         return stitch(self.profiles, self.events, self.config, self.policy,
                       event_type=self.event_type)
+
+    def stitch_all(self) -> dict[str, Stitched]:
+        """The people under every policy of the plan, the default first."""
+        return stitch_policies(self.profiles, self.events, self.config,
+                               [self.policy, *self.others], event_type=self.event_type)
 
 
 def person_key(identity: Identity) -> str:
@@ -240,6 +258,27 @@ def stitch(profiles: Sequence[Records], events: Records | None, config: Identity
     if at is not None:
         people.expire(at)
     return people.stitched()
+
+
+def stitch_policies(profiles: Sequence[Records], events: Records | None,
+                    config: IdentityConfig, policies: Sequence[MergePolicy], *,
+                    key: str = "person", event_type: str | None = None,
+                    at: int | None = None) -> dict[str, Stitched]:
+    """The people under each of several merge policies, by policy name: the records go
+    through the graph once per stitching mode ("graph", "none"), and each policy's store
+    merges the attributes its way. (A store per policy: the events are in each.)"""
+    names = [p.name for p in policies]
+    if len(set(names)) != len(names) or not names:
+        raise DataError(f"merge policies need distinct names, and one at least: {names}")
+    out: dict[str, Stitched] = {}
+    for mode in dict.fromkeys(p.stitching for p in policies):
+        group = [p for p in policies if p.stitching == mode]
+        first = stitch(profiles, events, config, group[0], key=key, event_type=event_type,
+                       at=at)
+        assert first.people is not None
+        for policy in group:
+            out[policy.name] = first if policy is group[0] else first.people.stitched(policy)
+    return {name: out[name] for name in names}
 
 
 class People:
@@ -428,9 +467,12 @@ class People:
             table = table.take(pa.array(order, pa.int64()))
         return table.append_column(self.key, keys)
 
-    def merged(self, identities: Iterable[Identity]) -> Merged:
+    def merged(self, identities: Iterable[Identity], policy: MergePolicy | None = None
+               ) -> Merged:
+        """The attributes of the person holding ``identities``, under ``policy`` (default:
+        the people's own)."""
         return merge([f for x in identities for f in self._fragments.get(x, {}).values()],
-                     self.policy)
+                     policy or self.policy)
 
     def profiles_table(self, people: Sequence[str], values: Sequence[Mapping[str, Any]]
                        ) -> pa.Table:
@@ -441,8 +483,15 @@ class People:
             columns[name] = pa.array([v.get(name) for v in values], kind)
         return pa.table(columns)
 
-    def stitched(self) -> Stitched:
-        """Every person now, as a store (see the module docstring)."""
+    def stitched(self, policy: MergePolicy | None = None) -> Stitched:
+        """Every person now, as a store (see the module docstring), with the attributes
+        ``policy`` merges (default: the people's own policy; another must stitch alike,
+        since the people are the same)."""
+        policy = policy or self.policy
+        if policy.stitching != self.policy.stitching:
+            raise ValueError(f"merge policy {policy.name!r} stitches {policy.stitching!r}, "
+                             f"these people {self.policy.stitching!r}: build them apart "
+                             "(stitch_policies does)")
         compositions: dict[str, tuple[Identity, ...]] = {}
         person_of: dict[Identity, str] = {}
         for ident in [*self._rows, *self._fragments]:
@@ -451,7 +500,7 @@ class People:
                 compositions[who] = members
                 person_of.update(dict.fromkeys(members, who))
         people = sorted(compositions)
-        merged = {p: self.merged(compositions[p]) for p in people}
+        merged = {p: self.merged(compositions[p], policy) for p in people}
         table = self.profiles_table(people, [merged[p].values for p in people])
         event_table = None
         if self.events is not None:
@@ -466,7 +515,8 @@ class People:
             table, event_table, profile_id=self.key,
             event_time=self.events.time if self.events is not None else None,
             event_type=self.event_type)
-        return Stitched(store, self.graph, person_of, merged, list(self.dropped_events), self)
+        return Stitched(store, self.graph, person_of, merged, list(self.dropped_events), self,
+                        policy)
 
     # ------------------------------------------------------------ internals
 
