@@ -21,6 +21,7 @@ from engine import ir
 from engine.analysis import Analysis, analyze
 from engine.checker import check, did_you_mean
 from engine.cli_activation import add_commands as add_activation_commands
+from engine.cli_bench import add_commands as add_bench_commands
 from engine.cli_data import add_commands
 from engine.cli_demo import add_commands as add_demo_commands
 from engine.cli_identity import add_commands as add_identity_commands
@@ -103,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     add_identity_commands(sub)
     add_repl_commands(sub)
     add_demo_commands(sub)
+    add_bench_commands(sub)
     return p
 
 
