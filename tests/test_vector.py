@@ -213,3 +213,32 @@ def test_vector_tier_evaluates_each_row_once_per_frame() -> None:
     result = vectorized(store, {"x": text}, NOW)
     assert members(result, "x") == reference.run(store, {"x": text}, at_ms=NOW)["x"]
     assert np.array_equal(sorted(members(result, "x")), ["a"])
+
+
+def test_a_kernel_in_numbas_own_cache_directory_is_ready(tmp_path: Any) -> None:
+    """With $NUMBA_CACHE_DIR set, Numba keeps machine code there, not beside the module:
+    `is_ready` must look there too, or every cached kernel would look missing (and the
+    auto tier would evaluate with the vector tier for nothing)."""
+    import os
+    import subprocess
+
+    script = """
+import pyarrow as pa
+import engine
+from engine import kernels
+from store import ProfileStore
+st = ProfileStore.from_arrow(pa.table({"id": [1, 2], "age": [3, 40]}), None, profile_id="id")
+eng = engine.Engine(st, tier="kernel", background=False)
+eng.define("old", "age > 30")
+source = eng.source(eng.groups()[0]).source
+assert not kernels.is_ready(source)
+eng.run(0)
+kernels._loaded.clear()  # as a new process sees it
+assert kernels.is_ready(source)
+"""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba"),
+           "PQLITE_CACHE_DIR": str(tmp_path / "kernels")}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert any((tmp_path / "numba").rglob("*.nbi"))

@@ -94,7 +94,19 @@ def is_ready(source: str) -> bool:
     kernel = _loaded.get(digest)
     if kernel is not None and getattr(kernel, "signatures", None):
         return True
-    return any((cache_dir() / "__pycache__").glob(f"k{digest}.kernel-*.nbi"))
+    return any(_numba_cache(cache_dir()).glob(f"k{digest}.kernel-*.nbi"))
+
+
+def _numba_cache(modules: Path) -> Path:
+    """Where Numba keeps the machine code of the modules in ``modules``: ``__pycache__``
+    beside them, or under ``$NUMBA_CACHE_DIR`` when that is set (its locator's subpath)."""
+    root: str = getattr(numba.config, "CACHE_DIR", "")
+    if root:
+        from numba.core.caching import UserProvidedCacheLocator
+
+        locate = UserProvidedCacheLocator.get_suitable_cache_subpath
+        return Path(root) / str(locate(str(modules / "k.py")))  # type: ignore[no-untyped-call]
+    return modules / "__pycache__"
 
 
 def signature(values: list[Any]) -> tuple[Any, ...]:
