@@ -199,3 +199,39 @@ def test_the_worked_example_on_the_complete_journey(
     assert code == 0
     lines = (example / "out" / "web" / "changes.jsonl").read_text().splitlines()
     assert len(lines) > 1000 and all(json.loads(line)["destination"] == "web" for line in lines)
+
+
+def test_activate_reads_a_consent_withdrawal_from_the_stream(
+        setup: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A ``{"$profile": ...}`` line that withdraws consent sends the profile's exit to the
+    destination of that purpose, at once (reason "consent")."""
+    from store import ProfileStore
+
+    st = ProfileStore.open(setup / "store")
+    profiles = st.to_arrow()[0].to_pylist()
+    who = next(p["id"] for p in profiles if p["email_opt_in"] is True)
+    config = tmp_path / "mail.toml"
+    config.write_text("""
+state = "state"
+
+[destination.mail]
+kind = "jsonl"
+path = "out/mail.jsonl"
+segments = ["recent"]
+marketing_action = "email_targeting"
+consent = { purpose = "email", field = "email_opt_in" }
+batch_seconds = 0.01
+backfill = false
+""", encoding="utf-8")
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(json.dumps(x) + "\n" for x in [
+        {"id": who, "timestamp": "2025-01-01T01:00:00Z", "eventType": "purchase", "price": 5.0},
+        {"$profile": {"id": who, "email_opt_in": False}},
+        {"id": who, "timestamp": "2025-01-01T02:00:00Z", "eventType": "purchase", "price": 5.0},
+    ]), encoding="utf-8")
+    code = main(["activate", str(setup / "store"), str(setup / "segments.toml"), str(config),
+                 str(events), "--at", "2025-01-01T00:00:00Z", "--batch", "1", "--json"])
+    assert code == 0, capsys.readouterr().err
+    sent = [json.loads(line) for line in (tmp_path / "out/mail.jsonl").read_text().splitlines()]
+    mine = [(r["segment"], r["status"], r.get("reason")) for r in sent]
+    assert mine == [("recent", "realized", None), ("recent", "exited", "consent")]

@@ -167,6 +167,29 @@ def test_a_purchase_realizes_and_exits_exactly_seven_days_later(
     assert not [p for p in out.parent.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_profile_lines_upsert_attributes_at_the_clock(
+    setup: dict[str, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``{"$profile": ...}`` line sets attributes after the events read before it: the
+    buyer moves to the US (enters us_buyers), then leaves; as the Python API does it."""
+    bought = "2025-01-02T10:00:00.000Z"
+    lines = [{"profile_id": NEW, "timestamp": bought, "eventType": "purchase", "price": 9.5},
+             {"$profile": {"profile_id": NEW, "country": "US"}},
+             {"profile_id": NEW, "timestamp": "2025-01-03T00:00:00Z", "eventType": "page_view"},
+             {"$profile": {"profile_id": NEW, "country": "FR"}}]
+    _stdin(monkeypatch, "".join(json.dumps(x) + "\n" for x in lines))
+    code, stdout, err = _stream(capsys, setup, "-", "--at", START, "--batch", "1")
+    assert code == 0, err
+    mine = [json.loads(line) for line in stdout]
+    mine = [(d["segment"], d["status"], d["at"]) for d in mine if d["profile_id"] == NEW]
+    assert mine == [("recent_buyers", "realized", bought),
+                    ("us_buyers", "realized", bought),
+                    ("us_buyers", "exited", "2025-01-03T00:00:00.000Z")]
+    _stdin(monkeypatch, json.dumps(lines[1]) + "\n")
+    code, _, err = _stream(capsys, setup, "-")
+    assert code == 2 and "line 1: a profile line before any event" in err
+
+
 def test_epoch_numbers_with_a_time_unit(
     setup: dict[str, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -259,6 +282,13 @@ GOOD = '{"profile_id": 1, "timestamp": "2025-01-02T00:00:00Z", "eventType": "pur
         ('{"profile_id": 2, "timestamp": "2025-01-02", "eventType": "purchase", "colour": 1}',
          "line 3, column 'colour'", "not an event field"),
         ('[2, "2025-01-02", "purchase"]', "line 3", "expected a JSON object"),
+        ('{"$profile": {"profile_id": 2, "colour": "red"}}', "line 3, column 'colour'",
+         "not a profile field"),
+        ('{"$profile": {"country": "US"}}', "line 3, column 'profile_id'", "missing"),
+        ('{"$profile": {"profile_id": 2, "age": "old"}}', "line 3, column 'age'",
+         "expected an integer"),
+        ('{"$profile": {"profile_id": 2}, "timestamp": "2025-01-02"}', "line 3, column "
+         "'$profile'", "holds one object"),
     ],
 )
 def test_bad_lines_name_the_line_and_column(

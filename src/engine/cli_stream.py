@@ -156,11 +156,13 @@ def _iso(ms: int) -> str:
 
 @dataclass
 class _Chunk:
-    """Events read from the input, and where each row came from."""
+    """Events read from the input (or attribute upserts: ``profiles``), and where each row
+    came from."""
 
     table: Any  # pa.Table with the input's columns
     lines: list[int] | None = None  # JSON lines: the line of each row (1-based)
     offset: int = 0  # Parquet: the file row of the chunk's first row
+    profiles: bool = False  # the rows are ``{"$profile": {...}}`` lines: attribute upserts
 
 
 class _Replay:
@@ -210,6 +212,9 @@ class _Replay:
         ) as progress:
             task = progress.add_task("replay", total=None)
             for chunk in source.chunks(self.args.batch, self.schema):
+                if chunk.profiles:
+                    self._upsert(chunk, source.name)
+                    continue
                 events = self._normalize(chunk, source.name)
                 if not events.num_rows:
                     continue
@@ -246,6 +251,23 @@ class _Replay:
         for c in changes:
             self.counts[c.segment][c.status] += 1
         self.output.write(json.dumps(c.to_dict()) + "\n" for c in changes)
+
+    def _upsert(self, chunk: _Chunk, name: str) -> None:
+        """Attribute upserts, applied at the clock: after the events read before them."""
+        from engine.cli import UsageError
+        from store.delta import normalize_batch
+        from store.errors import DataError
+
+        if self.session is None:
+            assert chunk.lines is not None
+            raise UsageError(f"{name}, line {chunk.lines[0]}: a profile line before any event "
+                             "starts the clock: give --at")
+        try:
+            batch = normalize_batch(self.schema, None, chunk.table, time_units={},
+                                    assume_tz=self.args.assume_tz)
+        except DataError as e:
+            raise self._located(chunk, name, e.row, e) from None
+        self._write(self.session.ingest(None, profiles=batch.profiles))
 
     def _normalize(self, chunk: _Chunk, name: str) -> Any:
         from store.delta import normalize_batch
@@ -440,11 +462,11 @@ class _Source:
             stream = getattr(sys.stdin, "buffer", sys.stdin)
             groups = _arriving(stream, size) if self.follow else _groups(stream, size)
             for group in groups:
-                yield reader.chunk(group)
+                yield from reader.chunks(group)
             return
         with self.path.open("rb") as f:
             for group in _groups(f, size):
-                yield reader.chunk(group)
+                yield from reader.chunks(group)
 
 
 def _parquet_chunks(path: Path, size: int) -> Iterator[_Chunk]:
@@ -464,6 +486,7 @@ def _parquet_chunks(path: Path, size: int) -> Iterator[_Chunk]:
 
 
 _Line = tuple[int, bytes | str]  # (line number, 1-based; the line's text)
+UPSERT = "$profile"  # the key of a JSON line that upserts attributes
 
 
 def _groups(stream: IO[Any], size: int) -> Iterator[list[_Line]]:
@@ -522,19 +545,34 @@ def _readable(fd: int) -> bool:
 
 class _JsonLines:
     """JSON lines checked against the store's event fields, one line at a time, so that an
-    error names its line; then built into an Arrow table of the fields' types."""
+    error names its line; then built into an Arrow table of the fields' types. A line
+    ``{"$profile": {...}}`` is an attribute upsert instead (the profile key and attributes,
+    checked against the store's profile fields): it applies at the clock, after the lines
+    before it."""
 
     def __init__(self, schema: Any, name: str, time_unit: str | None) -> None:
-        self.fields = schema.events
+        self.schema = schema
         self.name = name
         self.unit = time_unit
-        self.required = [n for n in (schema.event_profile_key, schema.event_time,
-                                     schema.event_type) if n is not None]
         self.example = _example(schema)
 
-    def chunk(self, lines: list[_Line]) -> _Chunk:
-        rows = [self._row(number, text) for number, text in lines]
-        return _Chunk(self._table(rows, [n for n, _ in lines]), lines=[n for n, _ in lines])
+    def chunks(self, lines: list[_Line]) -> Iterator[_Chunk]:
+        """The lines as chunks of events and of upserts, in their order."""
+        rows: list[tuple[int, dict[str, Any], bool]] = []
+        for number, text in lines:
+            value = self._object(number, text)
+            upsert = UPSERT in value
+            rows.append((number, self._row(number, value, upsert), upsert))
+        start = 0
+        for end in range(1, len(rows) + 1):
+            if end == len(rows) or rows[end][2] != rows[start][2]:
+                part = rows[start:end]
+                numbers = [n for n, _, _ in part]
+                upsert = part[0][2]
+                fields = self.schema.profile if upsert else self.schema.events
+                yield _Chunk(self._table([r for _, r, _ in part], numbers, fields),
+                             lines=numbers, profiles=upsert)
+                start = end
 
     def _error(self, number: int, message: str, *, column: str | None = None,
                hint: str | None = None, at: int | None = None) -> Exception:
@@ -543,7 +581,7 @@ class _JsonLines:
         where = f"{self.name}, line {number}" + ("" if at is None else f", column {at}")
         return DataError(message, column=column, source=where, hint=hint)
 
-    def _row(self, number: int, text: bytes | str) -> dict[str, Any]:
+    def _object(self, number: int, text: bytes | str) -> dict[str, Any]:
         if isinstance(text, bytes):
             try:
                 text = text.decode("utf-8")
@@ -560,33 +598,51 @@ class _JsonLines:
         if not isinstance(value, dict):
             raise self._error(number, f"expected a JSON object, got {_describe(value)}",
                               hint=f"write one JSON object per line, e.g. {self.example}")
+        if UPSERT in value and (len(value) != 1 or not isinstance(value[UPSERT], dict)):
+            raise self._error(number, f"a {UPSERT} line holds one object: the profile key "
+                              "and the attributes to set", column=UPSERT,
+                              hint=f'e.g. {{"{UPSERT}": {{"{self.schema.profile_key}": 42, '
+                              '...}}')
+        return value
+
+    def _row(self, number: int, value: dict[str, Any], upsert: bool) -> dict[str, Any]:
+        s = self.schema
+        if upsert:
+            fields, what, value = s.profile, "profile", value[UPSERT]
+            required = [s.profile_key]
+        else:
+            fields, what = s.events, "event"
+            required = [n for n in (s.event_profile_key, s.event_time, s.event_type)
+                        if n is not None]
         row: dict[str, Any] = {}
-        for key, v in _flatten(value, self.fields):
-            if key not in self.fields:
-                raise self._error(number, f"{key!r} is not an event field of this store",
+        for key, v in _flatten(value, fields):
+            if key not in fields:
+                article = "an" if what == "event" else "a"
+                raise self._error(number, f"{key!r} is not {article} {what} field of this store",
                                   column=key,
-                                  hint=f"the event fields are {', '.join(self.fields)}")
-            problem = _type_problem(v, self.fields[key].dtype, self.unit,
-                                    nullable=key not in self.required)
+                                  hint=f"the {what} fields are {', '.join(fields)}")
+            problem = _type_problem(v, fields[key].dtype, self.unit,
+                                    nullable=key not in required)
             if problem is not None:
                 raise self._error(number, problem[0], column=key, hint=problem[1])
             row[key] = v
-        for key in self.required:
+        for key in required:
             if row.get(key) is None:
-                what = "this field is missing" if key not in row else "this field is null"
-                raise self._error(number, what, column=key,
-                                  hint=f"every event needs {', '.join(self.required)}, e.g. "
-                                  f"{self.example}")
+                problem = "this field is missing" if key not in row else "this field is null"
+                raise self._error(number, problem, column=key,
+                                  hint=f"every {what} line needs {', '.join(required)}"
+                                  + ("" if upsert else f", e.g. {self.example}"))
         return row
 
-    def _table(self, rows: list[dict[str, Any]], numbers: list[int]) -> Any:
+    def _table(self, rows: list[dict[str, Any]], numbers: list[int],
+               fields: dict[str, Any]) -> Any:
         import pyarrow as pa
 
         from store.errors import DataError
 
         seen = {k for row in rows for k in row}
         columns = {}
-        for name, f in self.fields.items():
+        for name, f in fields.items():
             if name not in seen:
                 continue
             values = [row.get(name) for row in rows]
