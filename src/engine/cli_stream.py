@@ -628,8 +628,8 @@ class _JsonLines:
             row[key] = v
         for key in required:
             if row.get(key) is None:
-                problem = "this field is missing" if key not in row else "this field is null"
-                raise self._error(number, problem, column=key,
+                absent = "this field is missing" if key not in row else "this field is null"
+                raise self._error(number, absent, column=key,
                                   hint=f"every {what} line needs {', '.join(required)}"
                                   + ("" if upsert else f", e.g. {self.example}"))
         return row
