@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from engine import ir
@@ -79,9 +79,15 @@ def test_forms_2_to_4_match_the_reference(ref: R._Ref, other: R._Ref, x: int) ->
 
 
 @given(st.integers(-1_000_000, 1_000_000))
+# Era boundaries before year 0 (-400-02-29, -400-03-01): the C algorithm's adjustment for
+# truncating division, applied to Python's floor division, moved them by an era.
+@example(-865_567)
+@example(-865_566)
+@example(-146_097 - 719_468)
 def test_civil_calendar_round_trips_and_matches_datetime(days: int) -> None:
     y, m, d = civil_from_days(days)
     assert days_from_civil(y, m, d) == days
+    assert (days_from_civil(y, m, d + 1) if d < 28 else days + 1) == days + 1
     if 1 <= y <= 9999:
         assert dt.date(1970, 1, 1) + dt.timedelta(days=days) == dt.date(y, m, d)
 

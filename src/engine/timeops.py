@@ -64,7 +64,7 @@ _jit = numba.njit(cache=True)
 def days_from_civil(y: int, m: int, d: int) -> int:
     """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm)."""
     y -= m <= 2
-    era = (y if y >= 0 else y - 399) // 400
+    era = y // 400  # floor division (Hinnant's C adjusts truncation; // floors already)
     yoe = y - era * 400
     mp = (m + 9) % 12
     doy = (153 * mp + 2) // 5 + d - 1
@@ -76,7 +76,7 @@ def days_from_civil(y: int, m: int, d: int) -> int:
 def civil_from_days(z: int) -> tuple[int, int, int]:
     """(year, month, day) of a day number (days since 1970-01-01)."""
     z += 719_468
-    era = (z if z >= 0 else z - 146_096) // 146_097
+    era = z // 146_097  # floor division, as above
     doe = z - era * 146_097
     yoe = (doe - doe // 1460 + doe // 36524 - doe // 146_096) // 365
     y = yoe + era * 400
