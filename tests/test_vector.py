@@ -242,3 +242,12 @@ assert kernels.is_ready(source)
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert any((tmp_path / "numba").rglob("*.nbi"))
+
+
+def test_a_kernel_is_named_after_the_helpers_it_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Numba revalidates a cached module against its own file only: when the runtime helpers
+    change (a new pqlite), kernels must get new names rather than run stale machine code."""
+    source = "def kernel():\n    return 1\n"
+    before = kernels._digest(source)
+    monkeypatch.setattr(kernels, "_helpers_digest", lambda: "other helpers")
+    assert kernels._digest(source) != before

@@ -9,6 +9,7 @@ user cache directory (``~/.cache/pqlite/kernels`` on Linux).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -51,7 +52,20 @@ def cache_dir() -> Path:
 
 
 def _digest(source: str) -> str:
-    return hashlib.sha256((PRELUDE + source).encode()).hexdigest()[:24]
+    """The cache name of a kernel: its text and the code it calls. Numba checks a cached
+    module against the module's own file only, so a kernel whose helpers changed (a new
+    pqlite) must get another name, or it would run the old helpers' machine code."""
+    return hashlib.sha256((PRELUDE + _helpers_digest() + source).encode()).hexdigest()[:24]
+
+
+@functools.cache
+def _helpers_digest() -> str:
+    from engine import runtime, runtime_lists, timeops
+
+    h = hashlib.sha256()
+    for module in (runtime, runtime_lists, timeops):
+        h.update(Path(str(module.__file__)).read_bytes())
+    return h.hexdigest()
 
 
 def module_path(source: str) -> Path:
