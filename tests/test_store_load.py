@@ -1050,3 +1050,20 @@ def test_timestamps_out_of_range(values: pa.Array, unit: str | None, row: int) -
     e = data_error(load, None, events, time_units={"timestamp": unit} if unit else None)
     assert (e.column, e.row, e.source) == ("timestamp", row, "events")
     assert "out of range" in str(e)
+
+
+@given(st.lists(st.one_of(st.none(), st.text(max_size=3)), max_size=40))
+def test_few_strings_encode_as_many_do(values: list[str | None]) -> None:
+    """Short arrays (a streamed event) are encoded in Python, long ones by Arrow: the same
+    codes into the same sorted dictionary."""
+    from store import columns
+
+    array = pa.array(values, pa.string())
+    fast, fast_dict = columns._encode_strings(array, "x")
+    few = columns._FEW
+    try:
+        columns._FEW = -1
+        slow, slow_dict = columns._encode_strings(array, "x")
+    finally:
+        columns._FEW = few
+    assert fast.tolist() == slow.tolist() and fast_dict.to_pylist() == slow_dict.to_pylist()

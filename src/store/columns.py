@@ -212,6 +212,9 @@ def _filled(array: pa.Array, dtype: Any) -> np.ndarray:
     return np.array(array.to_numpy(zero_copy_only=False), dtype=dtype)
 
 
+_FEW = 32  # strings encoded in Python rather than by Arrow
+
+
 def _encode_strings(array: pa.Array, name: str) -> tuple[np.ndarray, pa.Array]:
     """int32 codes (-1 for null) into the sorted distinct values of a string array."""
     t = array.type
@@ -222,6 +225,12 @@ def _encode_strings(array: pa.Array, name: str) -> tuple[np.ndarray, pa.Array]:
     else:
         if not _is_string(t):
             raise _type_error(array, Kind.STRING, name)
+        if len(array) <= _FEW:  # a streamed event or two: Python beats Arrow's set-up
+            values = array.to_pylist()
+            distinct = sorted({v for v in values if v is not None})
+            position = {v: i for i, v in enumerate(distinct)}
+            few = np.array([-1 if v is None else position[v] for v in values], np.int32)
+            return few, pa.array(distinct, pa.string())
         encoded = array.cast(pa.string()).dictionary_encode()
     dictionary = encoded.dictionary.cast(pa.string())
     indices = np.asarray(encoded.indices.fill_null(0).to_numpy(zero_copy_only=False))
