@@ -191,7 +191,7 @@ class StitchingSession:
             now = [Records(r.name, r.table.filter(pa.array(ts == t)), r.identities, r.time)
                    for r, ts in zip(sources, times, strict=True)]
             touched = self.people.add([r for r in now if r.table.num_rows],
-                                      default_time=t, checked=True)
+                                      default_time=t, atomic=False)  # checked
             changes += self._rebuild(touched, t)
         return changes
 

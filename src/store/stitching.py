@@ -254,7 +254,9 @@ def stitch(profiles: Sequence[Records], events: Records | None, config: Identity
     (default: the last record's time)."""
     people = People(config, policy, profiles=profiles, events=events, key=key,
                     event_type=event_type)
-    people.add([*profiles, *([events] if events is not None else [])])
+    # Not atomic: on bad input these people are dropped with the error.
+    people.add([*profiles, *([events] if events is not None else [])], atomic=False,
+               track=False)
     if at is not None:
         people.expire(at)
     return people.stitched()
@@ -334,19 +336,20 @@ class People:
             self.graph.check(record, f"{records.name}:row {i}")
 
     def add(self, sources: Sequence[Records], *, default_time: int = 0,
-            checked: bool = False) -> set[Identity]:
+            atomic: bool = True, track: bool = True) -> set[Identity]:
         """Take the records of ``sources`` in time order (equal times: datasets in the order
         declared, then rows; records of a dataset without a time column are at
         ``default_time``); return the identities whose person may have changed (their
-        graph, records or attributes). Bad input raises `DataError` before any change
-        (``checked``: `check` passed them already)."""
+        graph, records or attributes; with ``track`` only). Bad input raises `DataError`
+        before any change, unless not ``atomic`` (for a caller that checked the records
+        already, or that drops these people on an error)."""
         for r in sources:
             self._check(r)
         times = [r.instants() if r.time is not None else
                  np.full(r.table.num_rows, default_time, np.int64) for r in sources]
         rows = [r.rows() for r in sources]
         for r, records in zip(sources, rows, strict=True):
-            for i, record in enumerate([] if checked else records):
+            for i, record in enumerate(records if atomic else []):
                 self.graph.check(record, f"{r.name}:row {i}")
         position = [self._order.index(r.name) for r in sources]
         order = sorted((int(t), position[s], s, i)
@@ -363,17 +366,20 @@ class People:
         for at, _, s, i in order:
             record = rows[s][i]
             if stitching:
-                touched |= self.expire(at)
+                expired = self.expire(at)
                 out = graph.observe(record, at, f"{sources[s].name}:row {i}")
                 blocked = set(out.blocked)
-                if out.merged or out.removed or out.split:
-                    for g in [out.graph, *out.split]:
-                        touched.update(graph.identities(g))
-                    touched.update(out.removed)
+                if track:
+                    touched |= expired
+                    if out.merged or out.removed or out.split:
+                        for g in [out.graph, *out.split]:
+                            touched.update(graph.identities(g))
+                        touched.update(out.removed)
             else:
                 blocked = {(n, str(v)) for n, v in record if self.config.blocks(str(v))}
             usable = [(n, str(v)) for n, v in record if (n, str(v)) not in blocked]
-            touched.update(usable)
+            if track:
+                touched.update(usable)
             primary = min(usable, key=lambda x: self._rank[x[0]]) if usable else None
             if s in first_row:
                 row = first_row[s] + i
