@@ -278,7 +278,7 @@ CRASH = 7  # a step with consent upserts and changes
 
 
 def _iso(ms: int) -> str:
-    from engine.delivery import _iso as iso
+    from store.times import iso_ms as iso
 
     return iso(ms)
 

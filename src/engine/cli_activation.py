@@ -175,7 +175,6 @@ def _export(args: argparse.Namespace) -> int:
 
 def _print_exports(reports: list[Any], chosen: list[Any], profiles: int, at: str,
                    run_s: float) -> None:
-    from engine.exports import stamp_iso
 
     console = Console(highlight=False)
     console.print(f"{len(reports)} destination(s) at {at}; segments evaluated over "
@@ -185,7 +184,7 @@ def _print_exports(reports: list[Any], chosen: list[Any], profiles: int, at: str
         d = by_name[r.destination]
         where = d.path
         if r.status == "not due":
-            due = "" if r.next_due_ms is None else f", next due at {stamp_iso(r.next_due_ms)}"
+            due = "" if r.next_due_ms is None else f", next due at {_iso(r.next_due_ms)}"
             console.print(f"{r.destination}: not due ({d.cadence}{due}); --force exports now",
                           markup=False, soft_wrap=True)
             continue
@@ -308,9 +307,9 @@ def _activate(args: argparse.Namespace) -> int:
 
 
 def _iso(ms: int | None) -> str:
-    from engine.exports import stamp_iso
+    from store.times import iso_ms
 
-    return "?" if ms is None else stamp_iso(ms)
+    return "?" if ms is None else iso_ms(ms)
 
 
 def _summary(replay: Any, state: Path, as_json: bool, delivered: bool) -> None:

@@ -11,7 +11,6 @@ them with their times and sources, refused links, and each attribute's winning f
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import time
 from pathlib import Path
@@ -122,5 +121,6 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _instant(ms: int) -> str:
-    stamp = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(milliseconds=ms)
-    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    from store.times import iso_ms
+
+    return iso_ms(ms)

@@ -149,9 +149,9 @@ def _instant(text: str, option: str) -> int:
 
 
 def _iso(ms: int) -> str:
-    from engine.stream import instant
+    from store.times import iso_ms
 
-    return instant(ms).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_ms(ms)
 
 
 @dataclass

@@ -83,6 +83,7 @@ from engine.sinks import (
 )
 from engine.stream import MembershipChange, Step, StreamSession
 from store.files import write_atomic
+from store.times import iso_ms
 
 if TYPE_CHECKING:
     from engine.session import Engine
@@ -122,11 +123,6 @@ _KEY_TEXT = json.JSONEncoder(default=str).encode
 
 
 @functools.lru_cache(maxsize=4096)  # the records of one step mostly share their instant
-def _iso(ms: int) -> str:
-    return (_EPOCH + dt.timedelta(milliseconds=ms)).isoformat(
-        timespec="milliseconds").replace("+00:00", "Z")
-
-
 def _ms(at: dt.datetime) -> int:
     return (at - _EPOCH) // dt.timedelta(milliseconds=1)
 
@@ -386,7 +382,7 @@ class _Channel:
                 continue  # recovery: this change is in the outbox already
             record = {"idempotency_key": key, "sequence": self.next_seq,
                       "destination": self.d.name, "segment": segment, "status": status,
-                      "at": _iso(at_ms), "identities": identities, "attributes": attributes}
+                      "at": iso_ms(at_ms), "identities": identities, "attributes": attributes}
             if reason:
                 record["reason"] = reason
             lines.append(RECORD_TEXT(record).encode() + b"\n")

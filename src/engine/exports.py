@@ -53,6 +53,7 @@ from engine.errors import EngineError
 from engine.governance import Governance
 from store.bitmaps import mask_to_bitmap
 from store.files import write_atomic
+from store.times import iso_ms
 
 if TYPE_CHECKING:
     from engine.session import Engine, Result
@@ -158,14 +159,9 @@ class ExportReport:
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        out["at"] = stamp_iso(self.at_ms)
+        out["at"] = iso_ms(self.at_ms)
         out["rows"], out["bytes"] = self.rows, self.bytes
         return out
-
-
-def stamp_iso(ms: int) -> str:
-    t = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(milliseconds=ms)
-    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _stamp(ms: int) -> str:
@@ -379,8 +375,8 @@ class Exporter:
                 return report
             if state.last is not None and at < state.last["at_ms"]:
                 raise ExportError(
-                    f"destination {d.name!r} was last exported at {stamp_iso(state.last['at_ms'])}"
-                    f"; an export at {stamp_iso(at)} would go back in time (its incremental "
+                    f"destination {d.name!r} was last exported at {iso_ms(state.last['at_ms'])}"
+                    f"; an export at {iso_ms(at)} would go back in time (its incremental "
                     "files would be wrong): export at a later instant")
             last_at = None if state.last is None else state.last["at_ms"]
             if not force and not d.schedule.due(last_at, at):
@@ -555,7 +551,7 @@ class Exporter:
                   report: ExportReport) -> bytes:
         at, files = report.at_ms, report.files
         body = {
-            "destination": d.name, "export_id": xid, "at": stamp_iso(at), "at_ms": at,
+            "destination": d.name, "export_id": xid, "at": iso_ms(at), "at_ms": at,
             "mode": d.mode, "format": d.kind, "marketing_action": d.marketing_action,
             "previous_export": None if base is None else base["id"],
             "columns": [*(d.identities or (self.store.schema.profile_key,)),

@@ -22,6 +22,7 @@ import numpy as np
 
 from engine.destinations import Destination
 from engine.errors import EngineError
+from store.times import iso_ms
 
 __all__ = ["CallableSink", "JsonLinesSink", "Rejected", "Retry", "Sink", "WebhookSink",
            "sink_for"]
@@ -30,7 +31,7 @@ __all__ = ["CallableSink", "JsonLinesSink", "Rejected", "Retry", "Sink", "Webhoo
 def jsonable(value: Any) -> Any:
     """What JSON cannot write as is: instants as ISO 8601 text, numpy scalars as numbers."""
     if isinstance(value, dt.datetime):
-        return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return iso_ms(value)
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, np.generic):

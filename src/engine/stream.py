@@ -43,6 +43,7 @@ from engine.timers import NEVER, Timers, candidates, next_changes, next_midnight
 from store.delta import Batch, normalize_batch
 from store.profile_store import ProfileStore
 from store.subset import Since, Subset, as_table, subset
+from store.times import iso_ms
 from store.wal import WriteAheadLog
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ class MembershipChange:
 
     def to_dict(self) -> dict[str, Any]:
         out = {"profile_id": self.profile_id, "segment": self.segment, "status": self.status,
-               "at": self.at.isoformat(timespec="milliseconds").replace("+00:00", "Z")}
+               "at": iso_ms(self.at)}
         if self.reason:
             out["reason"] = self.reason
         if self.survivor is not None:

@@ -9,18 +9,28 @@ ISO 8601. Nothing is rounded silently: a value finer than a millisecond is an er
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from store.errors import DataError
 
-__all__ = ["EPOCH_UNITS", "to_epoch_ms"]
+__all__ = ["EPOCH_UNITS", "iso_ms", "to_epoch_ms"]
 
 EPOCH_UNITS = {"s": 1000, "ms": 1, "us": 1000, "ns": 1_000_000}  # ms per unit, or units per ms
 _MS = pa.timestamp("ms", tz="UTC")
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 # An offset after a time of day (a date alone ends in "-DD", which is not an offset).
 _ZONED = r"\d\d:\d\d(:\d\d(\.\d*)?)?\s*(Z|z|[+-]\d\d(:?\d\d)?)$"
+
+
+def iso_ms(at: int | dt.datetime) -> str:
+    """An instant (epoch milliseconds, or an aware datetime) as ISO 8601 in UTC to the
+    millisecond: ``2025-01-01T00:00:00.000Z``, as pqlite writes instants everywhere."""
+    when = at if isinstance(at, dt.datetime) else _EPOCH + dt.timedelta(milliseconds=at)
+    return when.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def to_epoch_ms(
