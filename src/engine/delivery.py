@@ -55,7 +55,6 @@ import itertools
 import json
 import os
 import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -343,13 +342,7 @@ class _Channel:
         with self.state_lock:
             text = json.dumps({"version": _VERSION, "delivered": self.delivered,
                                "checkpoint": self.checkpoint})
-            if durable:
-                write_atomic(self.state_path, text)
-                return
-            fd, tmp = tempfile.mkstemp(prefix=".offsets.", dir=self.directory)
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-            os.replace(tmp, self.state_path)
+            write_atomic(self.state_path, text, durable=durable)
 
     def mark_checkpoint(self) -> None:
         with self.cond:
