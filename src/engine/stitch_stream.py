@@ -56,7 +56,7 @@ class StitchingSession:
 
     def __init__(self, engine: Engine, people: Stitched, at: Any, *,
                  log: str | os.PathLike[str] | None = None, sync: str = "batch") -> None:
-        if people.people is None or engine.store is not people.store:
+        if engine.store is not people.store:
             raise ValueError("stitching needs the engine of a stitched store: "
                              "Engine(stitched.store).stitching(stitched, at=...)")
         self.people: People = people.people
@@ -75,7 +75,6 @@ class StitchingSession:
             merged = people.attributes.get(who)
             self._attributes[who] = dict(merged.values) if merged else {}
         self._rebuilds: dict[str, int] = {}  # person -> how many times it was rebuilt
-        self._index = {k: i for i, k in enumerate(people.store.keys.to_pylist())}  # every key
         self._seen_rows = self.people.event_count  # events before it are in the profiles
         # The batch stitch expired cookies up to its last record; the session starts later.
         self._rebuild(self.people.expire(self.clock))
@@ -91,7 +90,7 @@ class StitchingSession:
         checkpoint, reopening replays the whole log: fine for hours of records, not for
         months (then stitch in batch again and start a new log)."""
         start = {"format": "pqlite-stitching-log", "at": self.clock,
-                 "people": len(self._index), "events": self._seen_rows,
+                 "profiles": self._stream.size, "events": self._seen_rows,
                  "links": len(self.people.graph.log)}
         marker = directory / "start.json"
         if marker.exists():
@@ -251,7 +250,7 @@ class StitchingSession:
                 events.append((key, self.people.event_rows(members)))
                 upserts.append((key, attributes))
                 if built is not None:
-                    inherit[key] = self._index[built[0]]
+                    inherit[key] = self._stream.index_of(built[0])
             if built is not None:  # identities whose records left (an expired cookie's)
                 for x in set(built[1]) - set(members):
                     if self._person_of.get(x) == who:
@@ -270,19 +269,16 @@ class StitchingSession:
             # The survivor: who holds the records of the identity that named the person.
             named = [self._person_of.get(x) for x in members if person_key(x) == who]
             survivor = named[0] if named and named[0] else min(heirs, default=None)
-            retire[self._index[key]] = ("merged" if heirs else "expired", survivor)
+            retire[self._stream.index_of(key)] = ("merged" if heirs else "expired", survivor)
         self._seen_rows = self.people.event_count
         batches = self._batches(events, upserts)
         changes = self._stream.replace(batches, inherit=inherit, retire=retire, at=at)
-        for key, _ in upserts:
-            if key not in self._index:
-                self._index[key] = self._stream.index_of(key)
         return self._named(changes)
 
     def _new_key(self, who: str) -> str:
         """A key the store has not seen for person ``who``: the person key the first time,
         then the person key with a number."""
-        if who not in self._index:
+        if self._stream.index_of(who) < 0:
             return who
         self._rebuilds[who] = n = self._rebuilds.get(who, 0) + 1
         return f"{who}{_REBUILT}{n}"

@@ -243,31 +243,31 @@ class StreamSession:
         take the memberships of (and retire) other profiles, by index (see `replace`)."""
         numbering = _numbering(self.store).copy()  # to number the batches' keys, not keep them
         known = numbering.total
-        if due is not None and (inherit or self._retired[due].any()):
-            # Profiles retired at this instant are not evaluated (their heirs are).
-            gone = self._retired[due] | np.isin(due, list((inherit or {}).values()))
-            due = due[~gone]
-        touched = [np.zeros(0, np.int64) if due is None else due]
+        touched = []
         names: set[str] = set()
         for batch in batches:
             for index in numbering.number(batch):
                 if index is not None:
                     touched.append(index[index < known])
             names |= self._affected(batch)
+        if inherit:  # the heirs take over now: their predecessors retire before evaluating
+            self._grow(numbering.total)
+            heirs = numbering.lookup(pa.array(list(inherit), self.store.keys.type))
+            self._move(np.fromiter(inherit.values(), np.int64, len(inherit)), heirs)
+        if due is not None:
+            due = due[~self._retired[due]]  # profiles retired now are not evaluated
+            touched.append(due)
         if numbering.total > known:
             names = set(self._names)  # a new profile: every segment has a first value
         if due is not None and len(due):
             names |= set(self._timed)
-        profiles = np.unique(np.concatenate(touched))
+        profiles = np.unique(np.concatenate(touched)) if touched else np.zeros(0, np.int64)
         if not len(profiles) and numbering.total == known:
             return []
         evaluated = [n for n in self._names if n in names]
         sub = subset(self.store, profiles, batches=batches, since=self._since(evaluated, at))
         self.store.delta.batches.extend(batches)
         self._grow(numbering.total)
-        if inherit:
-            heirs = numbering.lookup(pa.array(list(inherit), self.store.keys.type))
-            self._move(np.fromiter(inherit.values(), np.int64, len(inherit)), heirs)
         return self._evaluate(sub, evaluated, at)
 
     def _affected(self, batch: Batch) -> set[str]:
@@ -354,10 +354,10 @@ class StreamSession:
         def apply(held: list[Batch], due: np.ndarray | None) -> list[MembershipChange]:
             changes = []
             for old, (reason, survivor) in retire.items():
+                key = _keys_of(self.store, np.array([old])).to_pylist()[0]
                 for k in np.flatnonzero(self._dense[old]).tolist():
-                    changes.append(MembershipChange(
-                        _keys_of(self.store, np.array([old])).to_pylist()[0], self._names[k],
-                        "exited", instant(self.clock), old, reason, survivor))
+                    changes.append(MembershipChange(key, self._names[k], "exited",
+                                                    instant(self.clock), old, reason, survivor))
                     self._members[self._names[k]].discard(old)
                 self._move(np.array([old], np.int64), None)
             return changes + self._apply([*held, *batches], self.clock, due=due,

@@ -97,13 +97,13 @@ class Stitched:
     graph: IdentityGraph
     person_of: dict[Identity, str]  # each record's primary identity -> its person's key
     attributes: dict[str, Merged]  # person key -> merged attributes and their fragments
+    people: People  # what built them: a streaming session carries it on
+    policy: MergePolicy  # the one the store is under
     dropped_events: list[int] = field(default_factory=list)  # rows with no usable identity
-    people: People | None = None  # what built them: a streaming session carries it on
-    policy: MergePolicy = field(default_factory=MergePolicy)  # the one the store is under
 
     def person(self, identity: Identity) -> str:
         """The key of the person ``identity`` belongs to (its own, if the graph dropped it)."""
-        return self.people.person(identity) if self.people else _person(self.graph, identity)
+        return self.people.person(identity)
 
     def explain(self) -> Iterator[dict[str, Any]]:
         """Per person: its identities, the links and refusals that concern them (with their
@@ -225,10 +225,6 @@ class StitchPlan:
         return cls(config, policy, profiles, records(events, "events") if events else None,
                    events.get("type") if events else None, others)
 
-    def stitch(self) -> Stitched:
-        return stitch(self.profiles, self.events, self.config, self.policy,
-                      event_type=self.event_type)
-
     def stitch_all(self) -> dict[str, Stitched]:
         """The people under every policy of the plan, the default first."""
         return stitch_policies(self.profiles, self.events, self.config,
@@ -237,12 +233,6 @@ class StitchPlan:
 
 def person_key(identity: Identity) -> str:
     return f"{identity[0]}:{identity[1]}"
-
-
-def _person(graph: IdentityGraph, identity: Identity) -> str:
-    """The key of the person ``identity`` belongs to (its own, if the graph dropped it)."""
-    g = graph.graph_of(identity)
-    return person_key(graph.primary(g) if g is not None else identity)
 
 
 def stitch(profiles: Sequence[Records], events: Records | None, config: IdentityConfig,
@@ -277,7 +267,6 @@ def stitch_policies(profiles: Sequence[Records], events: Records | None,
         group = [p for p in policies if p.stitching == mode]
         first = stitch(profiles, events, config, group[0], key=key, event_type=event_type,
                        at=at)
-        assert first.people is not None
         for policy in group:
             out[policy.name] = first if policy is group[0] else first.people.stitched(policy)
     return {name: out[name] for name in names}
@@ -431,9 +420,8 @@ class People:
     def person(self, identity: Identity) -> str:
         """The key of the person ``identity`` belongs to (its own, if the graph dropped it
         or stitching is off)."""
-        if self.policy.stitching == "none":
-            return person_key(identity)
-        return _person(self.graph, identity)
+        g = None if self.policy.stitching == "none" else self.graph.graph_of(identity)
+        return person_key(identity if g is None else self.graph.primary(g))
 
     def composition(self, identity: Identity) -> tuple[str, tuple[Identity, ...]]:
         """The person of ``identity`` and the identities holding its records (sorted; none:
@@ -521,8 +509,8 @@ class People:
             table, event_table, profile_id=self.key,
             event_time=self.events.time if self.events is not None else None,
             event_type=self.event_type)
-        return Stitched(store, self.graph, person_of, merged, list(self.dropped_events), self,
-                        policy)
+        return Stitched(store, self.graph, person_of, merged, self, policy,
+                        list(self.dropped_events))
 
     # ------------------------------------------------------------ internals
 

@@ -237,11 +237,9 @@ class _Numbering:
         other = _Numbering.__new__(_Numbering)
         other.store, other.base = self.store, self.base
         other._index, other._keys = self._index, self._keys
-        other._shared = self.count
+        other._shared = len(self._keys) if self._shared < 0 else self._shared
         # A copy of a copy: its keys are few (one call's), so they are copied over.
         other._own_index, other._own_keys = dict(self._own_index), list(self._own_keys)
-        if self._shared >= 0:
-            other._shared = self._shared
         return other
 
     def lookup(self, keys: pa.Array) -> np.ndarray:
