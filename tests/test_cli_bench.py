@@ -48,3 +48,16 @@ def test_bench_on_another_store(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert main(["bench", str(tmp_path / "store"), "--segments", str(tmp_path / "s.toml"),
                  "--rounds", "1", "--events", "0"]) == 0
     assert "edge, evaluate_profile" in capsys.readouterr().out
+
+
+def test_bench_refuses_bad_input_without_a_traceback(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("PQLITE_DEMO_DIR", str(tmp_path))
+    assert main(["bench", "--profiles", "500", "--at", "yesterday"]) == 2
+    assert "--at 'yesterday'" in capsys.readouterr().err
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[segment.x]\npql = 'agee > 3'\n")
+    assert main(["bench", "--profiles", "500", "--segments", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "unknown field 'agee'" in err and "did you mean 'age'" in err

@@ -59,22 +59,22 @@ def add_commands(sub: Any) -> None:
 def _bench(args: argparse.Namespace) -> int:
     from engine.cli import UsageError
     from engine.cli_demo import DEMO_PROFILES, demo_store, example_segments
-    from engine.segments import SegmentFile
-    from engine.session import Engine, to_epoch_ms
+    from engine.cli_run import _engine
+    from engine.cli_stream import _instant
     from store import ProfileStore
     from store.synth import B10_NOW_MS
 
     if args.rounds < 1 or args.events < 0 or args.batch < 1:
         raise UsageError("--rounds and --batch must be positive, --events 0 or more")
+    at = B10_NOW_MS if args.at is None else _instant(args.at, "--at")
     if args.store is None:
         st, path, _ = demo_store(None, args.profiles or DEMO_PROFILES)
     else:
         st, path = ProfileStore.open(args.store), args.store
-    at = B10_NOW_MS if args.at is None else to_epoch_ms(args.at)
-    segments = SegmentFile.load(args.segments or example_segments())
-    eng = Engine(st, threads=args.threads, tier="kernel")
-    for d in segments:
-        eng.define(d.name, d.pql)
+    eng, _, code = _engine(argparse.Namespace(
+        file=args.segments or example_segments(), threads=args.threads, tier="kernel"), st)
+    if code:
+        return code
     report: dict[str, Any] = {"store": str(path), "profiles": len(st),
                               "events": len(st.events), "segments": len(eng.names)}
     report["batch"] = _batch(eng, at, args.rounds)

@@ -59,8 +59,9 @@ def add_commands(sub: Any) -> None:
     explain.set_defaults(run=_explain)
 
 
-def _engine(args: argparse.Namespace) -> tuple[Any, Any, int]:
-    """(engine with every definition, the segments file, exit code if definitions failed)."""
+def _engine(args: argparse.Namespace, store: Any = None) -> tuple[Any, Any, int]:
+    """(engine with every definition of ``args.file``, the segments file, exit code if
+    definitions failed), over ``store`` (default: the one at ``args.store``)."""
     from engine.cli import FAILED, OK, UsageError, _located
     from engine.codegen import CompileError
     from engine.errors import SegmentError
@@ -69,7 +70,7 @@ def _engine(args: argparse.Namespace) -> tuple[Any, Any, int]:
     from store import ProfileStore
 
     segments = SegmentFile.load(args.file)
-    st = ProfileStore.open(args.store)
+    st = ProfileStore.open(args.store) if store is None else store
     eng = Engine(st, threads=getattr(args, "threads", None), tier=getattr(args, "tier", "auto"))
     err = Console(stderr=True, highlight=False)
     code = OK
