@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -248,6 +248,91 @@ TestStreamMachine.settings = settings(
 )
 
 
+# ================================================================ the one-event path
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data())
+def test_one_event_path_equals_general_path(data: st.DataObject) -> None:
+    """The one-event path (`store.one_profile`: calls whose events are all one base
+    profile's) gives the changes, in order, and the memberships the general path gives:
+    two sessions fed the same calls, the second with the path off; the path must take
+    every call it can (a base profile the general path never touched, events at or
+    before the clock, values the store's own), and both must equal the reference
+    evaluator at the end."""
+    ds = data.draw(typed.datasets(max_profiles=8), label="dataset")
+    store = ds.load()
+    source = ds.events
+    if "eventType" in source.column_names:
+        source = source.filter(pc.is_valid(source.column("eventType")))
+    if not source.num_rows or not len(store):
+        return
+    definitions: dict[str, str] = {}
+    for k in range(data.draw(st.integers(1, 4), label="n")):
+        text = data.draw(timed_definitions(ds.world) if k == 0 else typed.definitions(
+            ds.world, list(definitions), depth=2), label=f"s{k}")
+        try:
+            engine.check(text, store.schema, segments=list(definitions))
+        except engine.SegmentError:
+            continue
+        definitions[f"s{k}"] = text
+    eng = Engine(store, threads=1, tier="kernel", background=False)
+    for name, text in definitions.items():
+        eng.define(name, text)
+    at = data.draw(typed.at_instants(), label="at")
+    fast, slow = eng.stream(at), eng.stream(at)
+    slow._one = None  # the general path only
+    served = fast._one
+    taken = 0
+    touched: set[Any] = set()  # keys the general path has had (held events, advances)
+    keys = store.keys.to_pylist()
+    for _ in range(data.draw(st.integers(2, 10), label="steps")):
+        clock = fast.clock
+        if data.draw(st.integers(0, 4)) == 0:
+            to = data.draw(st.sampled_from((clock + 1, clock + HOUR, clock + 8 * DAY)))
+            got, want = fast.advance(to), slow.advance(to)
+            touched = set(keys)  # released held events went the general way
+        else:
+            key = data.draw(st.sampled_from(keys), label="key")
+            n = data.draw(st.integers(1, 3), label="events")
+            rows = source.take(pa.array(data.draw(st.lists(
+                st.integers(0, source.num_rows - 1), min_size=n, max_size=n))))
+            times = [data.draw(st.sampled_from((clock, clock - 1, clock - HOUR, clock - 9 * DAY,
+                                                clock + HOUR))) for _ in range(n)]
+            rows = rows.set_column(rows.schema.get_field_index("id"), "id",
+                                   pa.array([key] * n, source.schema.field("id").type))
+            rows = rows.set_column(rows.schema.get_field_index("timestamp"), "timestamp",
+                                   pa.array(times, pa.int64()).cast(TS))
+            fresh = "cat" in rows.column_names and data.draw(st.integers(0, 5)) == 0
+            if fresh:  # a string the store has never seen: its dictionaries lack it
+                rows = rows.set_column(rows.schema.get_field_index("cat"), "cat",
+                                       pa.array(["never seen"] * n, pa.string()))
+            note(f"ingest at {clock}: {rows.to_pylist()}")
+            calls = []
+            original = fast._ingest_one
+
+            def spy(batch: Any, original: Any = original, calls: list[Any] = calls) -> Any:
+                out = original(batch)
+                calls.append(out is not None)
+                return out
+
+            fast._ingest_one = spy  # type: ignore[method-assign]
+            got, want = fast.ingest(rows), slow.ingest(rows)
+            fast._ingest_one = original  # type: ignore[method-assign]
+            taken += sum(calls)
+            eligible = (served is not None and key not in touched and max(times) <= clock
+                        and not fresh)
+            if eligible:
+                assert calls == [True], "the one-event path declined a call it can take"
+            if max(times) > clock or not calls or not calls[0]:
+                touched.add(key)
+        assert [c.to_dict() for c in got] == [c.to_dict() for c in want]
+        assert fast.memberships() == slow.memberships()
+    assert members(fast) == expected(fast, definitions, fast.clock)
+    event(f"one-event path: {'off' if served is None else 'took calls' if taken else 'idle'}")
+
+
 # ================================================================ bounded histories
 
 
@@ -353,6 +438,58 @@ def test_purchase_enters_then_exits_exactly_seven_days_later() -> None:
     # lapsed: no purchase in the 30 days before now, from bought + 30 days.
     assert got == [("recent", "exited", bought + 7 * DAY), ("lapsed", "realized", bought + 30 * DAY)]
     assert s.advance(NOW + 61 * DAY) == []
+
+
+def test_one_event_path_takes_what_it_can_and_declines_the_rest() -> None:
+    """The one-event path serves a known profile's events coded in the store's own
+    dictionaries, and hands the general path what they cannot hold (a string never seen, a
+    null where the column has none, a type new to the store, several profiles in one call);
+    a profile the general path had is not served again. Memberships stay exact throughout."""
+    profiles = pa.table({"id": pa.array([1, 2, 3], pa.int64())})
+    ev = pa.table({"id": pa.array([1, 1, 2, 3], pa.int64()),
+                   "timestamp": pa.array([NOW - 3 * DAY, NOW - DAY, NOW - DAY, NOW - HOUR], TS),
+                   "eventType": ["purchase", "view", "purchase", "purchase"],
+                   "cat": ["a", "b", "b", "a"],
+                   "price": pa.array([1.0, None, 2.0, 3.0], pa.float64())})
+    store = ProfileStore.from_arrow(profiles, ev, profile_id="id", event_time="timestamp",
+                                    event_type="eventType")
+    definitions = {"a_buyer": 'xEvent[eventType = "purchase" and cat = "a"].count() >= 2',
+                   "busy": "xEvent.count() >= 3",
+                   "recent": RECENT}
+    s = session_of(store, definitions, NOW)
+    assert s._one is not None
+    taken: list[bool] = []
+    original = s._ingest_one
+
+    def spy(batch: Any) -> Any:
+        out = original(batch)
+        taken.append(out is not None)
+        return out
+
+    s._ingest_one = spy  # type: ignore[method-assign]
+
+    def ingest(rows: list[dict[str, Any]]) -> bool:
+        taken.clear()
+        s.ingest(pa.Table.from_pylist(rows, schema=pa.schema([
+            ("id", pa.int64()), ("timestamp", TS), ("eventType", pa.string()),
+            ("cat", pa.string()), ("price", pa.float64())])))
+        assert members(s) == expected(s, definitions, s.clock)
+        return taken == [True]
+
+    def event(key: int, kind: str = "purchase", cat: str | None = "a",
+              price: float | None = 5.0) -> dict[str, Any]:
+        return {"id": key, "timestamp": NOW - 1, "eventType": kind, "cat": cat, "price": price}
+
+    assert ingest([event(1)])  # served: a_buyer and busy enter
+    assert ingest([event(1, cat="b"), event(1)])  # several events of one profile
+    assert ingest([event(1, "view", price=None)])  # a null where the column holds nulls
+    assert not ingest([event(2, cat="never seen")])  # not in the dictionary
+    assert not ingest([event(2)])  # the general path had profile 2: not served again
+    assert not ingest([event(3, price=None)])  # purchase prices were never null
+    assert not ingest([event(1, "refund")])  # a type new to the store
+    assert not ingest([event(1)])
+    assert members(s) == expected(s, definitions, s.clock)
+    assert not ingest([event(2), event(3)])  # two profiles: the general path
 
 
 def test_future_events_wait_for_the_clock() -> None:

@@ -23,7 +23,7 @@ from pyroaring import BitMap
 
 from engine import ir, vector
 from engine.analysis import Analysis, analyze, history
-from engine.binding import bind
+from engine.binding import OneBinder, bind
 from engine.checker import check
 from engine.codegen import CompileError, KernelSource, Shape, assemble, shape_of
 from engine.errors import EngineError
@@ -160,6 +160,7 @@ class Engine:
         self._evaluator: tuple[int, vector.Evaluator] | None = None  # the run's
         self._store_layout: Layout | None = None
         self._other_sources: dict[Any, KernelSource] = {}
+        self._binders: dict[tuple[str, ...], tuple[KernelSource, Any, OneBinder]] = {}
         self._groups: list[list[str]] | None = None  # by `groups`; reset by define
         self._levels: list[list[str]] | None = None  # by `levels`; reset by define
         self._shared_bound: dict[Any, Any] = {}  # bound values no store changes (binding)
@@ -181,6 +182,7 @@ class Engine:
         self._segments[name] = _Segment(name, pql, expr, refs, shape, facts)
         self._sources.clear()
         self._other_sources.clear()
+        self._binders.clear()
         self._groups = None
         self._levels = None
         self._reach.clear()
@@ -391,6 +393,41 @@ class Engine:
             for k, name in enumerate(ks.segments):
                 out[name] = result[k, :n]
         return out
+
+    def evaluate_one(self, profile: int, parts: Mapping[Any, Any], names: list[str], at: int,
+                     masks: Mapping[str, np.ndarray]) -> dict[str, int]:
+        """`evaluate_subset` at one instant for one base profile whose event views are
+        ``parts`` (`store.one_profile`: coded in this store's dictionaries): the same
+        kernels, bound by a `OneBinder` made once per group, so a call costs the kernels and
+        little more. ``masks`` must hold every referenced segment that is not evaluated.
+        Returns the value (0 or 1) of ``names`` and the rest of their groups."""
+        segments = dict(masks)
+        values: dict[str, int] = {}
+        wanted = set(names)
+        now = np.int64(at)
+        for group in self.groups():
+            if wanted.isdisjoint(group):
+                continue
+            ks, kernel, binder = self.one_binder(group)
+            result = np.zeros((len(group), 1), np.uint8)
+            kernel(0, 1, now, result, *binder(profile, parts, at, segments))
+            values.update(zip(ks.segments, result[:, 0].tolist(), strict=True))
+            for k in binder.referenced:  # what later groups read
+                segments[ks.segments[k]] = result[k]
+        return values
+
+    def one_binder(self, group: list[str]) -> tuple[KernelSource, Any, OneBinder]:
+        """The kernel of ``group`` and its `OneBinder` (raises `CompileError` if the
+        one-profile path cannot bind it)."""
+        key = tuple(group)
+        hit = self._binders.get(key)
+        if hit is None:
+            ks = self.source(group)
+            binder = OneBinder(ks.args, self.store)
+            referenced = {r for seg in self._segments.values() for r in seg.refs}
+            binder.referenced = [k for k, n in enumerate(ks.segments) if n in referenced]
+            hit = self._binders[key] = (ks, compile_kernel(ks.source), binder)
+        return hit
 
     def history(self, names: Iterable[str], at: int) -> Since:
         """The events a small store must keep so that ``names`` and the rest of their kernel

@@ -23,8 +23,9 @@ profiles at each midnight.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import numba
 import numpy as np
@@ -49,7 +50,7 @@ from store.columns import Column
 from store.profile_store import ProfileStore
 from store.schema import Kind
 
-__all__ = ["NEVER", "Timers", "next_changes"]
+__all__ = ["NEVER", "Timers", "next_change_one", "next_changes"]
 
 NEVER = np.iinfo(np.int64).max  # no change with time alone
 _LAST = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: instants stop here
@@ -126,11 +127,18 @@ class Timers:
 
     def feeds(self, types: tuple[str, ...] | None) -> np.ndarray:
         """Which specs the times of events of ``types`` (None: any) can move: those of
-        definitions that read one of them."""
-        if not self.spec_types:
-            return np.ones(len(self.specs), np.bool_)
-        return np.array([types is None or t is None or not t.isdisjoint(types)
-                         for t in self.spec_types], np.bool_)
+        definitions that read one of them (computed once per ``types``; do not change it)."""
+        found = self._feeds.get(types)
+        if found is None:
+            found = self._feeds[types] = np.ones(len(self.specs), np.bool_) if (
+                not self.spec_types) else np.array(
+                [types is None or t is None or not t.isdisjoint(types) for t in self.spec_types],
+                np.bool_)
+        return found
+
+    @functools.cached_property
+    def _feeds(self) -> dict[tuple[str, ...] | None, np.ndarray]:
+        return {}
 
 
 def _constant_day(node: ir.Call) -> int | None:
@@ -523,7 +531,21 @@ def _sources(store: ProfileStore, timers: Timers) -> list[_Source]:
     feeds) per event time, timestamp or date column (a day: its first and last
     millisecond), and the definitions' literals as every profile's; ``feeds``: the specs
     they can move (an event's times only those of definitions reading its type)."""
-    n = len(store)
+    typed = store.events.type_field is not None
+    return _sources_of(len(store), store.profiles.values(), [
+        (p.types if typed else None, p.offsets, p.time, p.columns)
+        for p in store.events.partitions], timers)
+
+
+Partitions: TypeAlias = (
+    "Iterable[tuple[tuple[str, ...] | None, np.ndarray, np.ndarray, Mapping[str, Column]]]")
+
+
+def _sources_of(n: int, attributes: Iterable[Column], partitions: Partitions,
+                timers: Timers) -> list[_Source]:
+    """`_sources` of ``n`` profiles with these attribute columns and event partitions
+    ((types, offsets, time, columns) each; the columns may leave out all but the timestamp
+    and date ones)."""
     none = np.zeros(0, np.bool_)
     out: list[_Source] = []
     every = timers.feeds(None)
@@ -536,20 +558,32 @@ def _sources(store: ProfileStore, timers: Timers) -> list[_Source]:
                         scale, shift, feeds))
         return add
 
-    for col in store.profiles.values():
-        _scan_column(adder(every), np.arange(n + 1, dtype=np.int64), col)
+    rows = np.arange(n + 1, dtype=np.int64)
+    for col in attributes:
+        _scan_column(adder(every), rows, col)
     if len(timers.constants):
-        offsets = np.arange(n + 1, dtype=np.int64) * len(timers.constants)
-        adder(every)(offsets, np.tile(timers.constants, n), None, False)
-    for part in store.events.partitions:
-        feeds = timers.feeds(part.types if store.events.type_field is not None else None)
+        adder(every)(rows * len(timers.constants), np.tile(timers.constants, n), None, False)
+    for types, offsets, time, columns in partitions:
+        feeds = timers.feeds(types)
         if not feeds.any():
             continue  # events no timed definition reads
         add = adder(feeds)
-        add(part.offsets, part.time, None, True)
-        for col in part.columns.values():
-            _scan_column(add, part.offsets, col)
+        add(offsets, time, None, True)
+        for col in columns.values():
+            _scan_column(add, offsets, col)
     return out
+
+
+def next_change_one(timers: Timers, attributes: Iterable[Column], partitions: Partitions,
+                    x0: int) -> int:
+    """`next_changes` of one profile given as its attribute columns and event partitions
+    (see `_sources_of`): streaming's one-event path, without a store."""
+    out = np.full(1, NEVER, np.int64)
+    if len(timers.specs):
+        x0s = np.full(1, x0, np.int64)
+        for source in _sources_of(1, attributes, partitions, timers):
+            _scan(*source, x0s, timers.specs, timers.how, out)
+    return int(out[0])
 
 
 def _scan_column(scan: Callable[..., None], offsets: np.ndarray, col: Column) -> None:

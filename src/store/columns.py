@@ -116,6 +116,11 @@ class Column:
                       self.dictionary)
 
 
+def canonical_type(kind: Kind) -> pa.DataType:
+    """The Arrow type `Column.to_arrow` gives a scalar column of ``kind``."""
+    return _ARROW[kind]
+
+
 def _with_mask(array: pa.Array, mask: np.ndarray | None) -> pa.Array:
     if mask is None or not mask.any():
         return array

@@ -12,19 +12,20 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from store.columns import column_from_arrow
+from store.columns import canonical_type, column_from_arrow
 from store.disk import _fsync_dir
 from store.errors import DataError, StoreFormatError
 from store.keys import normalize_keys
-from store.schema import Kind, Schema
+from store.schema import DType, Field, Kind, Schema
 
 __all__ = ["Batch", "Delta"]
 
@@ -91,32 +92,7 @@ def _normalize(
     while any(pa.types.is_struct(f.type) for f in table.schema):
         table = table.flatten()
     source = f"appended {side}"
-    names = table.column_names
-    if len(set(names)) != len(names):
-        dup = sorted({n for n in names if names.count(n) > 1})
-        raise DataError(f"column name(s) {dup} appear more than once", column=dup[0],
-                        source=source, hint="rename the columns so each name is unique")
-    fields = schema.events if side == "events" else schema.profile
-    key = schema.event_profile_key if side == "events" else schema.profile_key
-    if side == "events" and not fields:
-        raise DataError("this store has no events", source="append",
-                        hint="load events when creating the store")
-    assert key is not None
-    unknown = [n for n in table.column_names if n not in fields]
-    if unknown:
-        raise DataError(
-            f"column(s) {unknown} are not {side} fields of this store",
-            column=unknown[0],
-            source=source,
-            hint=f"the {side} fields are {', '.join(fields)}",
-        )
-    required = [key] + ([schema.event_time] if side == "events" else [])
-    if schema.event_type and side == "events":
-        required.append(schema.event_type)
-    for name in required:
-        if name not in table.column_names:
-            raise DataError(f"the {name!r} column is required", column=name, source=source,
-                            hint=f"give every appended row its {name}")
+    fields, key, required = _checked_names(schema, tuple(table.column_names), side)
     out = {}
     for name in table.column_names:
         f = fields[name]
@@ -135,22 +111,100 @@ def _normalize(
                 )
             out[name] = keys
             continue
-        try:
-            col = column_from_arrow(table.column(name), f.dtype, name,
-                                    time_unit=units.get(name), assume_tz=tz)
-        except DataError as e:
-            raise e.located(source) from None
-        if name in required and col.valid is not None:
-            row = int(np.flatnonzero(~col.valid)[0])
+        array = _canonical(table.column(name), f.dtype, name in units)
+        if array is None:
+            try:
+                col = column_from_arrow(table.column(name), f.dtype, name,
+                                        time_unit=units.get(name), assume_tz=tz)
+            except DataError as e:
+                raise e.located(source) from None
+            valid = col.valid
+            array = col.to_arrow()
+        else:
+            valid = None if not array.null_count else np.asarray(
+                array.is_valid().to_numpy(zero_copy_only=False), bool)
+        if name in required and valid is not None:
+            row = int(np.flatnonzero(~valid)[0])
             raise DataError("this field may not be null", column=name, row=row,
                             source=source, hint="drop or fill such rows")
-        out[name] = col.to_arrow()
+        out[name] = array
     if side == "events":  # every event field, in schema order; absent ones are null
         return pa.table({
-            name: out.get(name, pa.nulls(table.num_rows, _arrow_type(schema, name)))
+            name: out[name] if name in out else pa.nulls(table.num_rows,
+                                                         _arrow_type(schema, name))
             for name in fields
         })
     return pa.table(out)
+
+
+_CHECKED: dict[tuple[int, tuple[str, ...], str], tuple[Schema, Any]] = {}
+
+
+def _checked_names(schema: Schema, names: tuple[str, ...], side: str
+                   ) -> tuple[Mapping[str, Field], str, list[str]]:
+    """(fields, key, required) of an append with columns ``names``, or the `DataError` of a
+    column that is repeated, unknown or missing. Checked once per set of columns: a
+    session streaming one event a call appends the same columns millions of times."""
+    memo = (id(schema), names, side)
+    hit = _CHECKED.get(memo)
+    if hit is not None and hit[0] is schema:
+        return hit[1]  # type: ignore[no-any-return]
+    source = f"appended {side}"
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise DataError(f"column name(s) {dup} appear more than once", column=dup[0],
+                        source=source, hint="rename the columns so each name is unique")
+    fields = schema.events if side == "events" else schema.profile
+    key = schema.event_profile_key if side == "events" else schema.profile_key
+    if side == "events" and not fields:
+        raise DataError("this store has no events", source="append",
+                        hint="load events when creating the store")
+    assert key is not None
+    unknown = [n for n in names if n not in fields]
+    if unknown:
+        raise DataError(
+            f"column(s) {unknown} are not {side} fields of this store",
+            column=unknown[0],
+            source=source,
+            hint=f"the {side} fields are {', '.join(fields)}",
+        )
+    required: list[str] = [key]
+    if side == "events":
+        assert schema.event_time is not None
+        required.append(schema.event_time)
+        if schema.event_type:
+            required.append(schema.event_type)
+    for name in required:
+        if name not in names:
+            raise DataError(f"the {name!r} column is required", column=name, source=source,
+                            hint=f"give every appended row its {name}")
+    if len(_CHECKED) > 256:
+        _CHECKED.clear()
+    found = (fields, key, required)
+    _CHECKED[memo] = (schema, found)
+    return found
+
+
+def _canonical(column: pa.ChunkedArray, dtype: DType, has_unit: bool) -> pa.Array | None:
+    """``column`` as it is already, if it is in the store's canonical Arrow type (or a
+    dictionary of strings) with nothing to convert; else None (`column_from_arrow` then
+    checks and converts it). Converting a canonical column changes nothing but costs
+    tens of microseconds a column, what a streamed event pays on every call."""
+    if has_unit or dtype.is_list:
+        return None
+    array = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    t = array.type
+    if dtype.kind is Kind.STRING and pa.types.is_dictionary(t) and pa.types.is_string(
+            t.value_type):
+        decoded = array.dictionary_decode()  # a method call: no compute-function lookup
+        return decoded if decoded.type == pa.string() else decoded.cast(pa.string())
+    if t != canonical_type(dtype.kind):
+        return None
+    nulls = array.null_count
+    if dtype.kind is Kind.FLOAT and nulls < len(array) and (
+            pc.any(pc.is_nan(array)).as_py() if nulls else np.isnan(array.to_numpy()).any()):
+        return None  # NaN means null: the conversion says so
+    return array
 
 
 def _arrow_type(schema: Schema, name: str) -> pa.DataType:

@@ -33,6 +33,8 @@ def normalize_keys(array: pa.Array | pa.ChunkedArray, column: str) -> pa.Array:
             hint="every profile and every event needs its profile key; drop or fill such rows",
         )
     t = array.type
+    if t == pa.int64() or t == pa.string():
+        return array
     if pa.types.is_integer(t):
         if pa.types.is_uint64(t) and len(array) and pc.max(array).as_py() > 2**63 - 1:
             raise DataError("keys above 2**63-1 do not fit int64", column=column,

@@ -40,6 +40,7 @@ __all__ = [
     "base_pieces",
     "build_events",
     "concat",
+    "earliest_kept",
     "finish",
     "keeps",
     "ranges",
@@ -315,7 +316,7 @@ def base_pieces(events: EventStore, index: np.ndarray, base: int, strings: Strin
             per_event = True  # a partition of any types: each event's own decides
         elif since is not None:
             typed = part.types if events.type_field is not None else None
-            limits = {_limit(since, t) for t in (typed or [None])}
+            limits = {earliest_kept(since, t) for t in (typed or [None])}
             if limits == {_DROP}:
                 continue
             if len(limits) == 1:  # a profile's times rise: cut each range at the limit
@@ -352,7 +353,7 @@ def base_pieces(events: EventStore, index: np.ndarray, base: int, strings: Strin
     return out
 
 
-def _limit(since: Mapping[str | None, int], event_type: str | None) -> int:
+def earliest_kept(since: Mapping[str | None, int], event_type: str | None) -> int:
     """The earliest time kept of events of ``event_type`` (None: untyped or no type)."""
     found = since.get(event_type) if event_type is not None else None
     if found is None:
@@ -369,10 +370,10 @@ def keeps(since: Since, codes: np.ndarray, time: np.ndarray,
     if since is None:
         return np.ones(len(time), bool)
     if names is None:
-        return time >= _limit(since, None)
-    table = np.full(max(names, default=-1) + 2, _limit(since, None), np.int64)  # [0]: code -1
+        return time >= earliest_kept(since, None)
+    table = np.full(max(names, default=-1) + 2, earliest_kept(since, None), np.int64)  # [0]: code -1
     for code, name in names.items():
-        table[code + 1] = _limit(since, name)
+        table[code + 1] = earliest_kept(since, name)
     return time >= table[np.asarray(codes, np.int64) + 1]
 
 
