@@ -582,6 +582,34 @@ def test_evaluate_profile_matches_batch() -> None:
     assert eng.evaluate_profile(12345, NOW) == []  # unknown: a profile with no data
 
 
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data())
+def test_evaluate_profile_equals_batch_run(data: st.DataObject) -> None:
+    """Edge evaluation of every profile (the one-profile views when the store has no
+    delta, a subset otherwise) equals the batch run at the same instant, with random
+    schemas, data and definitions (segment references included)."""
+    ds = data.draw(typed.datasets(max_profiles=8), label="dataset")
+    store = ds.load()
+    eng = Engine(store, threads=1, tier="kernel", background=False)
+    names: list[str] = []
+    for k in range(data.draw(st.integers(1, 4), label="n")):
+        text = data.draw(timed_definitions(ds.world) if k == 0 else typed.definitions(
+            ds.world, names, depth=2), label=f"s{k}")
+        try:
+            engine.check(text, store.schema, segments=names)
+        except engine.SegmentError:
+            continue
+        eng.define(f"s{k}", text)
+        names.append(f"s{k}")
+    at = data.draw(typed.at_instants(), label="at")
+    result = eng.run(at)
+    for index, key in enumerate(store.keys.to_pylist()):
+        want = [n for n in eng.names if index in result[n]]
+        assert eng.evaluate_profile(key, at) == want, key
+    event(f"one-profile views: {eng._one_profile() is not None}")
+
+
 # ================================================================ durability
 
 

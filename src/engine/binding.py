@@ -71,8 +71,8 @@ class OneBinder:
     once per instant; the profile's own arrays per call. Streaming's one-event path binds a
     kernel of 72 arguments in a few microseconds.
 
-    Raises `CompileError` for a kernel the path cannot serve: one that reads list fields
-    or a field a view does not carry."""
+    Raises `CompileError` for a kernel the path cannot serve: one that reads a field a
+    view does not carry."""
 
     _FIXED, _TIMED, _SEGMENT, _ATTRIBUTE, _LIST, _EVENTS = range(6)
 
@@ -98,7 +98,8 @@ class OneBinder:
                 col = like.profiles[a.ref[0]]
                 self._slots.append((self._LIST, (a.kind == "profile_values", col.values,
                                                  col.offsets)))
-            elif a.kind in ("event_offsets", "event_time", "event_values", "event_valid"):
+            elif a.kind in ("event_offsets", "event_time", "event_values", "event_valid",
+                            "event_list_offsets"):
                 key = a.ref[0]
                 if len(a.ref) > 1 and a.ref[1] not in like.events.view(key).columns:
                     raise CompileError(f"the one-profile path cannot bind {a.kind} {a.ref}")
@@ -125,7 +126,8 @@ class OneBinder:
                 part = parts[k]
                 out.append(part.offsets if kind == "event_offsets" else part.time
                            if kind == "event_time" else part.values[name]
-                           if kind == "event_values" else part.valid[name])
+                           if kind == "event_values" else part.valid[name]
+                           if kind == "event_valid" else part.lists[name])
             elif mode == self._ATTRIBUTE:
                 out.append(x[profile:profile + 1])
             elif mode == self._LIST:

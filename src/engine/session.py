@@ -31,6 +31,7 @@ from engine.kernels import Warmer, compile_kernel, is_ready, signature
 from engine.passes import optimize
 from store.bitmaps import masks_to_bitmaps
 from store.layout import Layout, layout
+from store.one_profile import OneProfile
 from store.profile_store import ProfileStore
 from store.subset import Since
 
@@ -161,6 +162,7 @@ class Engine:
         self._store_layout: Layout | None = None
         self._other_sources: dict[Any, KernelSource] = {}
         self._binders: dict[tuple[str, ...], tuple[KernelSource, Any, OneBinder]] = {}
+        self._one: tuple[OneProfile | None] | None = None  # by `_one_profile`; reset by define
         self._groups: list[list[str]] | None = None  # by `groups`; reset by define
         self._levels: list[list[str]] | None = None  # by `levels`; reset by define
         self._shared_bound: dict[Any, Any] = {}  # bound values no store changes (binding)
@@ -183,6 +185,7 @@ class Engine:
         self._sources.clear()
         self._other_sources.clear()
         self._binders.clear()
+        self._one = None
         self._groups = None
         self._levels = None
         self._reach.clear()
@@ -465,13 +468,33 @@ class Engine:
         batch kernels, no session). An unknown key is a profile with no data."""
         index = self.store.index_of([key])
         names = self.levels_flat()
+        at_ms = to_epoch_ms(at)
+        one = self._one_profile() if index[0] >= 0 and not self.store.delta else None
+        if one is not None:  # a base profile's views, the kernels bound once: no subset
+            p = int(index[0])
+            values = self.evaluate_one(p, one.parts(p, self.history(names, at_ms)), names,
+                                       at_ms, {})
+            return [name for name in self._segments if values[name]]
         if index[0] >= 0:
-            sub = self.store.subset(index, since=self.history(names, to_epoch_ms(at)))
+            sub = self.store.subset(index, since=self.history(names, at_ms))
         else:
             keys = pa.array([key], self.store.keys.type)
             sub = self.store.subset([], attributes=pa.table({self._key_name(): keys}))
         masks = self.evaluate_subset(sub.store, names, at)
         return [name for name in self._segments if masks[name][0]]
+
+    def _one_profile(self) -> OneProfile | None:
+        """The base profiles' event views every kernel reads (`store.one_profile`), for
+        edge evaluation; None if some kernel cannot be bound on them."""
+        if self._one is None:
+            try:
+                views = {key for group in self.groups()
+                         for key in self.one_binder(group)[2].views}
+                one: OneProfile | None = OneProfile(self.store, sorted(views, key=repr))
+            except CompileError:
+                one = None
+            self._one = (one if one is not None and one.usable else None,)
+        return self._one[0]
 
     def _key_name(self) -> str:
         name = self.store.schema.profile_key

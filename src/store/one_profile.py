@@ -14,7 +14,6 @@ It declines (returns None) whatever its shortcut cannot hold exactly, and the ca
 takes the general path: a profile that is not a base profile or that has other delta data
 (`forget`), a string its column's dictionary lacks, a null where the column has no
 validity array, a field its partition does not carry, an event type no partition holds.
-Stores with list event fields are not served at all (`usable`).
 
 Kept partitions hold every event the profile's general-path subset would (its base events
 ``since`` the instant asked when first kept, and every event appended here), and perhaps
@@ -32,7 +31,7 @@ import pyarrow as pa
 
 from store.events import Partition
 from store.profile_store import ProfileStore
-from store.schema import Kind
+from store.schema import DType, Kind
 from store.subset_events import Since, earliest_kept
 
 __all__ = ["OneProfile", "Part", "ViewKey"]
@@ -46,8 +45,9 @@ class Part(NamedTuple):
 
     offsets: np.ndarray  # [0, number of events], the base partition's dtype
     time: np.ndarray  # int64 ms, rising
-    values: dict[str, np.ndarray]  # per field the partition carries
+    values: dict[str, np.ndarray]  # per field the partition carries (lists: elements)
     valid: dict[str, np.ndarray | None]  # None where the base column has no validity
+    lists: dict[str, np.ndarray]  # list fields: each event's elements' offsets, from 0
 
 
 ViewKey: TypeAlias = "tuple[str, ...] | None"  # what `EventStore.view` takes
@@ -64,14 +64,13 @@ class OneProfile:
         self.capacity = capacity
         s = base.schema
         self.keys = list(dict.fromkeys(keys))
-        self.usable = bool(base.events.partitions) and not any(
-            f.dtype.is_list for f in s.events.values())
+        self.usable = bool(base.events.partitions)
         self._views = [base.events.view(k) for k in self.keys] if self.usable else []
         self._kept: dict[int, dict[ViewKey, Part]] = {}  # profile -> appended-to views
         self._gone = np.zeros(len(base), bool)  # profiles with data only the delta holds
         self._codes: dict[int, tuple[pa.Array, dict[str, int]]] = {}
         self._fields = [n for n in s.events if n not in (s.event_profile_key, s.event_time)]
-        self._kinds = {n: s.events[n].dtype.kind for n in self._fields}
+        self._dtypes = {n: s.events[n].dtype for n in self._fields}
 
     def forget(self, profiles: np.ndarray) -> None:
         """Profiles the general path has given data: never served again."""
@@ -95,7 +94,7 @@ class OneProfile:
         s = self.base.schema
         times = np.concatenate([c.to_numpy().view(np.int64) for c in
                                 events.column(s.event_time).chunks]).tolist()
-        columns = {n: _python_values(events.column(n), self._kinds[n]) for n in self._fields}
+        columns = {n: _python_values(events.column(n), self._dtypes[n]) for n in self._fields}
         kept = self._kept.get(profile, _NOTHING)
         changed: dict[ViewKey, Part] = {}
         for row, t in enumerate(times):
@@ -129,10 +128,18 @@ class OneProfile:
             bound = min((earliest_kept(since, t) for t in view.types) if view.types
                         is not None else since.values(), default=_NONE_KEPT)
             lo = hi if bound == _NONE_KEPT else lo + int(view.time[lo:hi].searchsorted(bound))
+        values, lists = {}, {}
+        for n, c in view.columns.items():
+            if c.offsets is None:
+                values[n] = c.values[lo:hi]
+            else:
+                first, last = int(c.offsets[lo]), int(c.offsets[hi])
+                values[n] = c.values[first:last]
+                lists[n] = _like(np.asarray(c.offsets[lo:hi + 1] - first, c.offsets.dtype),
+                                 c.offsets)
         return Part(_like(np.array([0, hi - lo], view.offsets.dtype), view.offsets),
-                    view.time[lo:hi], {n: c.values[lo:hi] for n, c in view.columns.items()},
-                    {n: None if c.valid is None else c.valid[lo:hi]
-                     for n, c in view.columns.items()})
+                    view.time[lo:hi], values, {n: None if c.valid is None else c.valid[lo:hi]
+                                               for n, c in view.columns.items()}, lists)
 
     def _insert(self, view: Partition, part: Part, t: int, row: dict[str, Any]
                 ) -> Part | None:
@@ -144,24 +151,41 @@ class OneProfile:
                     name == type_field and view.types is not None):
                 return None
         at = int(part.time.searchsorted(t, side="right"))
-        values, valid = {}, {}
+        values, valid, lists = {}, {}, {}
         for name, col in view.columns.items():
             value = row[name]
-            if value is None:
-                if col.valid is None:
+            if value is None and col.valid is None:
+                return None
+            if col.offsets is not None:  # a list: its elements go in at the row's first
+                items = self._codes_of(col.dictionary, value or [])
+                if items is None:
                     return None
-                code: Any = 0 if col.dictionary is None else -1
-            elif col.dictionary is not None:
-                code = self._code(col.dictionary, value)
-                if code < 0:
-                    return None
+                ends = part.lists[name]
+                first = int(ends[at])
+                values[name] = _like(np.concatenate([part.values[name][:first], np.array(
+                    items, col.values.dtype), part.values[name][first:]]), col.values)
+                grown = np.empty(len(ends) + 1, ends.dtype)
+                grown[:at + 1] = ends[:at + 1]
+                grown[at + 1:] = ends[at:] + len(items)
+                lists[name] = _like(grown, ends)
             else:
-                code = value
-            values[name] = _inserted(part.values[name], at, code)
+                code = self._codes_of(col.dictionary, [value])
+                if code is None:
+                    return None
+                values[name] = _inserted(part.values[name], at, code[0])
             old = part.valid[name]
             valid[name] = None if old is None else _inserted(old, at, value is not None)
         offsets = _like(np.array([0, len(part.time) + 1], part.offsets.dtype), part.offsets)
-        return Part(offsets, _inserted(part.time, at, t), values, valid)
+        return Part(offsets, _inserted(part.time, at, t), values, valid, lists)
+
+    def _codes_of(self, dictionary: pa.Array | None, items: list[Any]) -> list[Any] | None:
+        """Values as a column stores them: strings as codes of ``dictionary`` (None if
+        one is not there), a null as 0 (-1 for a string)."""
+        if dictionary is None:
+            return [0 if v is None else v for v in items]
+        codes = [-1 if v is None else self._code(dictionary, v) for v in items]
+        return None if any(c < 0 for c, v in zip(codes, items, strict=True) if v is not None) \
+            else codes
 
     def _code(self, dictionary: pa.Array, text: str) -> int:
         hit = self._codes.get(id(dictionary))
@@ -190,11 +214,11 @@ def _like(a: np.ndarray, base: np.ndarray) -> np.ndarray:
     return a
 
 
-def _python_values(column: pa.ChunkedArray, kind: Kind) -> list[Any]:
-    """A normalized column's values as the store holds them: epoch ms, days, text."""
-    if kind is Kind.TIMESTAMP:
-        column = column.cast(pa.int64())
-    elif kind is Kind.DATE:
-        column = column.cast(pa.int32())
+def _python_values(column: pa.ChunkedArray, dtype: DType) -> list[Any]:
+    """A normalized column's values as the store holds them: epoch ms, days, text (a list
+    of them per event for a list field)."""
+    number = {Kind.TIMESTAMP: pa.int64(), Kind.DATE: pa.int32()}.get(dtype.kind)
+    if number is not None:
+        column = column.cast(pa.list_(number) if dtype.is_list else number)
     out: list[Any] = column.to_pylist()
     return out
