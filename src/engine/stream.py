@@ -140,6 +140,7 @@ class StreamSession:
                                  [facts[n].event_types for n in self._timed])
         self._daily = self._closure({n for n in self._timed if Timers.of([exprs[n]]).daily})
         self._one_path()  # the one-event path's data (`_ingest_one`)
+        self.served_alone = 0  # ingest calls the one-event path served
         self._pending: list[tuple[int, int, pa.Table]] = []  # (time, arrival, events)
         self._arrivals = 0
         self._dir = None if log is None else Path(log)
@@ -263,6 +264,7 @@ class StreamSession:
         if p < 0 or self._retired[p] or not self._one.appended(p, events, self._since_all[1]):
             return None
         self.store.delta.batches.append(batch)
+        self.served_alone += 1
         parts = self._one.parts(p, self._since_all[1])
         names = self._affected_list(batch)
         index = np.array([p], np.int64)
@@ -294,13 +296,14 @@ class StreamSession:
                 views += sorted(self._engine.one_binder(group)[2].views, key=repr)
         except CompileError:
             return
-        one = OneProfile(base, views)
+        one = OneProfile(base, views, delta=self.store)
         self._one = one if one.usable else None
 
-    def _forget(self, profiles: np.ndarray) -> None:
-        """Profiles the general path gave data: the one-event path no longer serves them."""
+    def _forget(self, profiles: np.ndarray, *, gone: bool = False) -> None:
+        """Profiles the general path gave events (the one-event path rebuilds them from the
+        delta), or attributes or a successor (``gone``: it no longer serves them)."""
         if self._one is not None:
-            self._one.forget(profiles)
+            self._one.forget(profiles, gone=gone)
 
     def _flips(self, p: int, key: Any, names: list[str], masks: Mapping[str, int],
                at: int) -> list[MembershipChange]:
@@ -348,12 +351,12 @@ class StreamSession:
         touched = []
         names: set[str] = set()
         for batch in batches:
-            for index in numbering.number(batch):
+            upserted, evented = numbering.number(batch)
+            for index, gone in ((upserted, True), (evented, False)):
                 if index is not None:
                     touched.append(index[index < known])
+                    self._forget(touched[-1], gone=gone)  # (the one-event path's copies)
             names |= self._affected(batch)
-        if touched:  # their data is now the delta's: the one-event path no longer keeps them
-            self._forget(np.concatenate(touched))
         if inherit:  # the heirs take over now: their predecessors retire before evaluating
             self._grow(numbering.total)
             heirs = numbering.lookup(pa.array(list(inherit), self.store.keys.type))
@@ -494,7 +497,7 @@ class StreamSession:
         self._dense[old] = 0
         self._next[old] = NEVER
         self._retired[old] = True
-        self._forget(old)
+        self._forget(old, gone=True)
 
     # ------------------------------------------------------------ time
 

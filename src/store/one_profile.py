@@ -28,10 +28,13 @@ from typing import Any, NamedTuple, TypeAlias
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from store.columns import Column
 from store.events import Partition
 from store.profile_store import ProfileStore
-from store.schema import DType, Kind
+from store.schema import Kind
+from store.subset import delta_history
 from store.subset_events import Since, earliest_kept
 
 __all__ = ["OneProfile", "Part", "ViewKey"]
@@ -58,29 +61,32 @@ class OneProfile:
     view ``keys`` names (`EventStore.view`: a partition, or several merged, as the base's
     kernels read them)."""
 
-    def __init__(self, base: ProfileStore, keys: Iterable[ViewKey],
-                 capacity: int = _CAPACITY) -> None:
+    def __init__(self, base: ProfileStore, keys: Iterable[ViewKey], *,
+                 delta: ProfileStore | None = None, capacity: int = _CAPACITY) -> None:
         self.base = base
+        self.delta = delta  # the store whose delta holds what `appended` did not (a session's)
         self.capacity = capacity
         s = base.schema
         self.keys = list(dict.fromkeys(keys))
         self.usable = bool(base.events.partitions)
         self._views = [base.events.view(k) for k in self.keys] if self.usable else []
         self._kept: dict[int, dict[ViewKey, Part]] = {}  # profile -> appended-to views
-        self._gone = np.zeros(len(base), bool)  # profiles with data only the delta holds
+        self._stale = np.zeros(len(base), bool)  # events in the delta, not in `_kept`
+        self._gone = np.zeros(len(base), bool)  # not served: their attributes changed
         self._codes: dict[int, tuple[pa.Array, dict[str, int]]] = {}
         self._fields = [n for n in s.events if n not in (s.event_profile_key, s.event_time)]
         self._dtypes = {n: s.events[n].dtype for n in self._fields}
 
-    def forget(self, profiles: np.ndarray) -> None:
-        """Profiles the general path has given data: never served again."""
+    def forget(self, profiles: np.ndarray, *, gone: bool = False) -> None:
+        """Profiles the general path has given events (rebuilt from the delta when next
+        served), or, ``gone``, attributes or a new identity (never served again)."""
         base = profiles[profiles < len(self.base)]
-        self._gone[base] = True
+        (self._gone if gone else self._stale)[base] = True
         for p in base.tolist():
             self._kept.pop(p, None)
 
     def parts(self, profile: int, since: Since) -> dict[ViewKey, Part]:
-        """Every view of ``profile`` (a base profile `appended` has served, or may)."""
+        """Every view of ``profile`` (a base profile `appended` has just served)."""
         kept = self._kept.get(profile, _NOTHING)
         return {key: kept.get(key) or self._base_part(profile, j, since)
                 for j, key in enumerate(self.keys)}
@@ -88,36 +94,107 @@ class OneProfile:
     def appended(self, profile: int, events: pa.Table, since: Since) -> bool:
         """Insert ``events`` (normalized, all of base profile ``profile``, in arrival order)
         into its views; False, changing nothing, if they do not fit (see the module
-        docstring): the caller applies them by the general path and `forget` s the profile."""
+        docstring): the caller applies them by the general path and `forget` s the profile.
+        A profile with events in the delta (`forget`) is first rebuilt from them."""
         if not self.usable or profile >= len(self.base) or self._gone[profile]:
             return False
-        s = self.base.schema
-        times = np.concatenate([c.to_numpy().view(np.int64) for c in
-                                events.column(s.event_time).chunks]).tolist()
-        columns = {n: _python_values(events.column(n), self._dtypes[n]) for n in self._fields}
         kept = self._kept.get(profile, _NOTHING)
-        changed: dict[ViewKey, Part] = {}
-        for row, t in enumerate(times):
-            kind = None if s.event_type is None else columns[s.event_type][row]
-            values = {n: c[row] for n, c in columns.items()}
-            for j, key in enumerate(self.keys):
-                view = self._views[j]
-                if view.types is not None and kind not in view.types:
-                    if key is None or kind in key:
-                        return False  # a type new to the store: the general path widens
-                    continue  # a view of other types: the kernels reading it ignore this
-                part = changed.get(key) or kept.get(key) or self._base_part(profile, j, since)
-                grown = self._insert(view, part, t, values)
-                if grown is None:
-                    return False
-                changed[key] = grown
-        if changed:
-            self._kept.setdefault(profile, {}).update(changed)
-        if len(self._kept) > self.capacity:  # the oldest one's events now live in the delta only
+        if self._stale[profile]:
+            assert self.delta is not None
+            earlier, upserted = delta_history(self.delta, profile)
+            rebuilt = None if upserted else {} if earlier is None else self._grow(
+                profile, {}, earlier, since)
+            if rebuilt is None:
+                self._gone[profile] = True
+                return False
+            kept = rebuilt
+        changed = self._grow(profile, kept, events, since)
+        if changed is None:
+            return False
+        self._stale[profile] = False
+        self._kept[profile] = {**kept, **changed}
+        if len(self._kept) > self.capacity:  # the oldest one is rebuilt when next served
             oldest = next(iter(self._kept))
             del self._kept[oldest]
-            self._gone[oldest] = True
+            self._stale[oldest] = True
         return True
+
+    def _grow(self, profile: int, kept: dict[ViewKey, Part], events: pa.Table, since: Since
+              ) -> dict[ViewKey, Part] | None:
+        """The views ``events`` change, from ``kept`` (or the base's); None if they do not
+        fit."""
+        s = self.base.schema
+        times = np.concatenate([c.to_numpy().view(np.int64) for c in
+                                events.column(s.event_time).chunks])
+        kinds = None if s.event_type is None else events.column(s.event_type).to_pylist()
+        changed: dict[ViewKey, Part] = {}
+        for j, key in enumerate(self.keys):
+            view = self._views[j]
+            rows = None  # all of them
+            if view.types is not None:
+                held = [k in view.types for k in kinds or [None] * len(times)]
+                if any(not h and (key is None or k in key) for h, k in zip(
+                        held, kinds or [None] * len(times), strict=True)):
+                    return None  # a type new to the store: the general path widens
+                if not any(held):
+                    continue  # a view of other types: the kernels reading it ignore these
+                if not all(held):
+                    rows = np.flatnonzero(held)
+            mine = events if rows is None else events.take(pa.array(rows))
+            coded = self._coded(view, mine)
+            if coded is None:
+                return None
+            part = kept.get(key) or self._base_part(profile, j, since)
+            changed[key] = _merged(part, times if rows is None else times[rows], coded)
+        return changed
+
+    def _coded(self, view: Partition, events: pa.Table
+               ) -> dict[str, tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] | None:
+        """Per column of ``view``: the events' values as it stores them (codes of its
+        dictionary for strings; list elements), their validity (if the column has one),
+        and, for lists, each event's elements' offsets; None if the column cannot hold
+        them (a string it lacks, a null where it has no validity, a field it lacks)."""
+        type_field = self.base.schema.event_type
+        out: dict[str, tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = {}
+        for name in self._fields:
+            array = events.column(name).combine_chunks()
+            col = view.columns.get(name)
+            if col is None:
+                if array.null_count < len(array) and not (
+                        name == type_field and view.types is not None):
+                    return None
+                continue
+            if array.null_count and col.valid is None:
+                return None
+            valid = None if col.valid is None else np.asarray(
+                array.is_valid().to_numpy(zero_copy_only=False), bool)
+            offsets = None
+            if col.offsets is not None:  # (normalized lists hold no null elements)
+                lengths = pc.fill_null(pc.list_value_length(array), 0).to_numpy()
+                offsets = np.zeros(len(array) + 1, np.int64)
+                np.cumsum(lengths, out=offsets[1:])
+                array = pc.list_flatten(array)
+            values = self._values(col, array)
+            if values is None:
+                return None
+            out[name] = (values, valid, offsets)
+        return out
+
+    def _values(self, col: Column, array: pa.Array) -> np.ndarray | None:
+        """``array`` as ``col`` stores values: codes of its dictionary (None if one is not
+        there; -1 for null), epoch ms, days; 0 for null."""
+        if col.dictionary is not None:
+            codes = [-1 if v is None else self._code(col.dictionary, v)
+                     for v in array.to_pylist()]
+            if sum(c < 0 for c in codes) > array.null_count:
+                return None  # a string the dictionary lacks
+            return np.array(codes, col.values.dtype)
+        number = {Kind.TIMESTAMP: pa.int64(), Kind.DATE: pa.int32()}.get(col.dtype.kind)
+        if number is not None:
+            array = array.cast(number)
+        if array.null_count:
+            array = array.fill_null(False if pa.types.is_boolean(array.type) else 0)
+        return np.asarray(array.to_numpy(zero_copy_only=False), col.values.dtype)
 
     # ------------------------------------------------------------ building
 
@@ -141,52 +218,6 @@ class OneProfile:
                     view.time[lo:hi], values, {n: None if c.valid is None else c.valid[lo:hi]
                                                for n, c in view.columns.items()}, lists)
 
-    def _insert(self, view: Partition, part: Part, t: int, row: dict[str, Any]
-                ) -> Part | None:
-        """``part`` (of ``view``) with one more event, after those at or before ``t``; None
-        if the view's columns cannot hold it."""
-        type_field = self.base.schema.event_type
-        for name, value in row.items():  # a field the view lacks must be null
-            if name not in view.columns and value is not None and not (
-                    name == type_field and view.types is not None):
-                return None
-        at = int(part.time.searchsorted(t, side="right"))
-        values, valid, lists = {}, {}, {}
-        for name, col in view.columns.items():
-            value = row[name]
-            if value is None and col.valid is None:
-                return None
-            if col.offsets is not None:  # a list: its elements go in at the row's first
-                items = self._codes_of(col.dictionary, value or [])
-                if items is None:
-                    return None
-                ends = part.lists[name]
-                first = int(ends[at])
-                values[name] = _like(np.concatenate([part.values[name][:first], np.array(
-                    items, col.values.dtype), part.values[name][first:]]), col.values)
-                grown = np.empty(len(ends) + 1, ends.dtype)
-                grown[:at + 1] = ends[:at + 1]
-                grown[at + 1:] = ends[at:] + len(items)
-                lists[name] = _like(grown, ends)
-            else:
-                code = self._codes_of(col.dictionary, [value])
-                if code is None:
-                    return None
-                values[name] = _inserted(part.values[name], at, code[0])
-            old = part.valid[name]
-            valid[name] = None if old is None else _inserted(old, at, value is not None)
-        offsets = _like(np.array([0, len(part.time) + 1], part.offsets.dtype), part.offsets)
-        return Part(offsets, _inserted(part.time, at, t), values, valid, lists)
-
-    def _codes_of(self, dictionary: pa.Array | None, items: list[Any]) -> list[Any] | None:
-        """Values as a column stores them: strings as codes of ``dictionary`` (None if
-        one is not there), a null as 0 (-1 for a string)."""
-        if dictionary is None:
-            return [0 if v is None else v for v in items]
-        codes = [-1 if v is None else self._code(dictionary, v) for v in items]
-        return None if any(c < 0 for c, v in zip(codes, items, strict=True) if v is not None) \
-            else codes
-
     def _code(self, dictionary: pa.Array, text: str) -> int:
         hit = self._codes.get(id(dictionary))
         if hit is None or hit[0] is not dictionary:  # (kept, so its id stays its own)
@@ -198,13 +229,37 @@ class OneProfile:
 _NOTHING: dict[Any, Part] = {}
 
 
-def _inserted(a: np.ndarray, at: int, value: Any) -> np.ndarray:
-    """``a`` with ``value`` inserted at ``at`` (np.insert costs ten times more)."""
-    out = np.empty(len(a) + 1, a.dtype)
-    out[:at] = a[:at]
-    out[at] = value
-    out[at + 1:] = a[at:]
-    return _like(out, a)
+def _merged(part: Part, times: np.ndarray,
+            coded: dict[str, tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]) -> Part:
+    """``part`` with the events ``times`` (in arrival order; their columns ``coded``)
+    placed in time order, each after those it ties with: a stable sort of the old then
+    the new, as inserting them one by one would place them."""
+    time = np.concatenate([part.time, times])
+    order = np.argsort(time, kind="stable")
+    values: dict[str, np.ndarray] = {}
+    valid: dict[str, np.ndarray | None] = {}
+    lists: dict[str, np.ndarray] = {}
+    for name, old in part.values.items():
+        new, new_valid, new_offsets = coded[name]
+        before = part.valid[name]
+        if before is not None:
+            assert new_valid is not None
+            valid[name] = _like(np.concatenate([before, new_valid])[order], before)
+        else:
+            valid[name] = None
+        if new_offsets is None:
+            values[name] = _like(np.concatenate([old, new])[order], old)
+            continue
+        ends = part.lists[name]  # a list: whole rows of elements move together
+        spans = np.concatenate([ends, new_offsets[1:] + len(old)]).astype(np.int64)
+        starts, counts = spans[:-1][order], np.diff(spans)[order]
+        offsets = np.zeros(len(order) + 1, np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        elements = np.repeat(starts - offsets[:-1], counts) + np.arange(offsets[-1])
+        values[name] = _like(np.concatenate([old, new])[elements], old)
+        lists[name] = _like(offsets.astype(ends.dtype), ends)
+    return Part(_like(np.array([0, len(time)], part.offsets.dtype), part.offsets),
+                _like(time[order], part.time), values, valid, lists)
 
 
 def _like(a: np.ndarray, base: np.ndarray) -> np.ndarray:
@@ -212,13 +267,3 @@ def _like(a: np.ndarray, base: np.ndarray) -> np.ndarray:
     arrays apart from one for writable ones, and the base's kernel must take it as is."""
     a.flags.writeable = bool(base.flags.writeable)
     return a
-
-
-def _python_values(column: pa.ChunkedArray, dtype: DType) -> list[Any]:
-    """A normalized column's values as the store holds them: epoch ms, days, text (a list
-    of them per event for a list field)."""
-    number = {Kind.TIMESTAMP: pa.int64(), Kind.DATE: pa.int32()}.get(dtype.kind)
-    if number is not None:
-        column = column.cast(pa.list_(number) if dtype.is_list else number)
-    out: list[Any] = column.to_pylist()
-    return out

@@ -68,7 +68,8 @@ from store.subset_events import (
 if TYPE_CHECKING:
     from store.profile_store import ProfileStore
 
-__all__ = ["Layout", "Since", "Subset", "SubsetEvents", "as_table", "layout", "subset"]
+__all__ = ["Layout", "Since", "Subset", "SubsetEvents", "as_table", "delta_history", "layout",
+           "subset"]
 
 Rows: TypeAlias = "pa.Table | Sequence[Mapping[str, Any]]"  # a table, or rows as dicts
 
@@ -172,6 +173,18 @@ def as_table(rows: Rows | Mapping[str, Any] | None) -> pa.Table | None:
     if isinstance(rows, pa.RecordBatch):
         return pa.Table.from_batches([rows])
     return rows
+
+
+def delta_history(store: ProfileStore, profile: int) -> tuple[pa.Table | None, bool]:
+    """Profile ``profile``'s events in ``store``'s delta, in arrival order (None: none), and
+    whether the delta upserts its attributes (`store.one_profile` rebuilds from these)."""
+    wanted = np.array([profile], np.int64)
+    with _LOCK:
+        state = _state(store)
+        upserted = bool(len(state.upserts.runs.find(wanted)[0]))
+        pieces = state.events.rows(wanted, _RowOf(wanted))
+    tables = [t.take(pa.array(rows)) for t, rows, _ in pieces]
+    return (pa.concat_tables(tables) if tables else None), upserted
 
 
 def _chosen(profiles: Sequence[int] | np.ndarray, known: int) -> np.ndarray:
