@@ -28,12 +28,10 @@ from typing import Any, NamedTuple, TypeAlias
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from store.columns import Column
 from store.events import Partition
 from store.profile_store import ProfileStore
-from store.schema import Kind
+from store.schema import DType, Kind
 from store.subset import delta_history
 from store.subset_events import Since, earliest_kept
 
@@ -122,79 +120,64 @@ class OneProfile:
     def _grow(self, profile: int, kept: dict[ViewKey, Part], events: pa.Table, since: Since
               ) -> dict[ViewKey, Part] | None:
         """The views ``events`` change, from ``kept`` (or the base's); None if they do not
-        fit."""
+        fit. (Values go through Python lists: a call holds one event, a rebuild a few
+        dozen, for which a list beats an Arrow kernel's set-up.)"""
         s = self.base.schema
         times = np.concatenate([c.to_numpy().view(np.int64) for c in
                                 events.column(s.event_time).chunks])
-        kinds = None if s.event_type is None else events.column(s.event_type).to_pylist()
+        values = {n: _python_values(events.column(n), self._dtypes[n]) for n in self._fields}
+        kinds = [None] * len(times) if s.event_type is None else values[s.event_type]
         changed: dict[ViewKey, Part] = {}
         for j, key in enumerate(self.keys):
             view = self._views[j]
-            rows = None  # all of them
+            rows = list(range(len(times)))
             if view.types is not None:
-                held = [k in view.types for k in kinds or [None] * len(times)]
-                if any(not h and (key is None or k in key) for h, k in zip(
-                        held, kinds or [None] * len(times), strict=True)):
+                if any(k not in view.types and (key is None or k in key) for k in kinds):
                     return None  # a type new to the store: the general path widens
-                if not any(held):
+                rows = [i for i in rows if kinds[i] in view.types]
+                if not rows:
                     continue  # a view of other types: the kernels reading it ignore these
-                if not all(held):
-                    rows = np.flatnonzero(held)
-            mine = events if rows is None else events.take(pa.array(rows))
-            coded = self._coded(view, mine)
+            coded = self._coded(view, values, rows)
             if coded is None:
                 return None
             part = kept.get(key) or self._base_part(profile, j, since)
-            changed[key] = _merged(part, times if rows is None else times[rows], coded)
+            changed[key] = _merged(part, times[rows], coded)
         return changed
 
-    def _coded(self, view: Partition, events: pa.Table
+    def _coded(self, view: Partition, values: dict[str, list[Any]], rows: list[int]
                ) -> dict[str, tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] | None:
-        """Per column of ``view``: the events' values as it stores them (codes of its
-        dictionary for strings; list elements), their validity (if the column has one),
-        and, for lists, each event's elements' offsets; None if the column cannot hold
-        them (a string it lacks, a null where it has no validity, a field it lacks)."""
+        """Per column of ``view``: the values of events ``rows`` as it stores them (codes of
+        its dictionary for strings, -1 for null; 0 for other nulls; list elements one
+        after another), their validity (if the column has one) and, for a list, each
+        event's elements' offsets; None if the column cannot hold them (a string it lacks,
+        a null where it has no validity, a field it lacks)."""
         type_field = self.base.schema.event_type
         out: dict[str, tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = {}
         for name in self._fields:
-            array = events.column(name).combine_chunks()
+            mine = [values[name][i] for i in rows]
             col = view.columns.get(name)
             if col is None:
-                if array.null_count < len(array) and not (
+                if any(v is not None for v in mine) and not (
                         name == type_field and view.types is not None):
                     return None
                 continue
-            if array.null_count and col.valid is None:
+            nulls = [v is None for v in mine]
+            if col.valid is None and any(nulls):
                 return None
-            valid = None if col.valid is None else np.asarray(
-                array.is_valid().to_numpy(zero_copy_only=False), bool)
+            valid = None if col.valid is None else ~np.array(nulls, bool)
             offsets = None
             if col.offsets is not None:  # (normalized lists hold no null elements)
-                lengths = pc.fill_null(pc.list_value_length(array), 0).to_numpy()
-                offsets = np.zeros(len(array) + 1, np.int64)
-                np.cumsum(lengths, out=offsets[1:])
-                array = pc.list_flatten(array)
-            values = self._values(col, array)
-            if values is None:
-                return None
-            out[name] = (values, valid, offsets)
+                offsets = np.zeros(len(mine) + 1, np.int64)
+                np.cumsum([len(v or ()) for v in mine], out=offsets[1:])
+                mine = [x for v in mine for x in v or ()]
+            if col.dictionary is not None:
+                codes = [-1 if v is None else self._code(col.dictionary, v) for v in mine]
+                if any(c < 0 and v is not None for c, v in zip(codes, mine, strict=True)):
+                    return None  # a string the dictionary lacks
+                mine = codes
+            out[name] = (np.array([0 if v is None else v for v in mine], col.values.dtype),
+                         valid, offsets)
         return out
-
-    def _values(self, col: Column, array: pa.Array) -> np.ndarray | None:
-        """``array`` as ``col`` stores values: codes of its dictionary (None if one is not
-        there; -1 for null), epoch ms, days; 0 for null."""
-        if col.dictionary is not None:
-            codes = [-1 if v is None else self._code(col.dictionary, v)
-                     for v in array.to_pylist()]
-            if sum(c < 0 for c in codes) > array.null_count:
-                return None  # a string the dictionary lacks
-            return np.array(codes, col.values.dtype)
-        number = {Kind.TIMESTAMP: pa.int64(), Kind.DATE: pa.int32()}.get(col.dtype.kind)
-        if number is not None:
-            array = array.cast(number)
-        if array.null_count:
-            array = array.fill_null(False if pa.types.is_boolean(array.type) else 0)
-        return np.asarray(array.to_numpy(zero_copy_only=False), col.values.dtype)
 
     # ------------------------------------------------------------ building
 
@@ -267,3 +250,13 @@ def _like(a: np.ndarray, base: np.ndarray) -> np.ndarray:
     arrays apart from one for writable ones, and the base's kernel must take it as is."""
     a.flags.writeable = bool(base.flags.writeable)
     return a
+
+
+def _python_values(column: pa.ChunkedArray, dtype: DType) -> list[Any]:
+    """A normalized column's values as the store holds them: epoch ms, days, text (a list
+    of them per event for a list field)."""
+    number = {Kind.TIMESTAMP: pa.int64(), Kind.DATE: pa.int32()}.get(dtype.kind)
+    if number is not None:
+        column = column.cast(pa.list_(number) if dtype.is_list else number)
+    out: list[Any] = column.to_pylist()
+    return out

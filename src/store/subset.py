@@ -183,7 +183,8 @@ def delta_history(store: ProfileStore, profile: int) -> tuple[pa.Table | None, b
         state = _state(store)
         upserted = bool(len(state.upserts.runs.find(wanted)[0]))
         pieces = state.events.rows(wanted, _RowOf(wanted))
-    tables = [t.take(pa.array(rows)) for t, rows, _ in pieces]
+    tables = [t.slice(int(run[0]), len(run)) for t, rows, _ in pieces  # runs: no copies
+              for run in np.split(rows, np.flatnonzero(np.diff(rows) != 1) + 1)]
     return (pa.concat_tables(tables) if tables else None), upserted
 
 
@@ -380,10 +381,18 @@ class _Side:
     starts: list[int] = field(default_factory=list)  # each batch's first row id
     tables: list[pa.Table | None] = field(default_factory=list)
 
-    def add(self, table: pa.Table | None, profile: np.ndarray | None) -> None:
-        self.starts.append(self.runs.total)
-        self.tables.append(table)
-        self.runs.add(profile if profile is not None else np.zeros(0, np.int64))
+    def add(self, batches: list[tuple[pa.Table | None, np.ndarray | None]]) -> None:
+        """Index batches' rows: (table, each row's profile) each, in arrival order. One
+        run for all of them: a session's one-event calls add a batch each."""
+        total = self.runs.total
+        profiles = []
+        for table, profile in batches:
+            self.starts.append(total)
+            self.tables.append(table)
+            if profile is not None:
+                profiles.append(profile)
+                total += len(profile)
+        self.runs.add(np.concatenate(profiles) if profiles else np.zeros(0, np.int64))
 
     def rows(self, wanted: np.ndarray, row_of: _RowOf) -> list[Piece]:
         """(table, rows, subset rows) per batch, in arrival order, for profiles ``wanted``."""
@@ -446,11 +455,12 @@ def _state(store: ProfileStore) -> _State:
         state = _State(store.keys, store.delta, layout(store), _Numbering(store),
                        len(store.events))
         _STATES[store] = state
-    for batch in batches[len(state.batches):]:
-        up, ev = state.numbering.number(batch)
-        state.upserts.add(batch.profiles, up)
-        state.events.add(batch.events, ev)
-        state.batches.append(batch)
+    fresh = batches[len(state.batches):]
+    if fresh:
+        numbered = [state.numbering.number(batch) for batch in fresh]
+        state.upserts.add([(b.profiles, up) for b, (up, _) in zip(fresh, numbered, strict=True)])
+        state.events.add([(b.events, ev) for b, (_, ev) in zip(fresh, numbered, strict=True)])
+        state.batches.extend(fresh)
     return state
 
 
