@@ -74,42 +74,43 @@ class OneBinder:
     Raises `CompileError` for a kernel the path cannot serve: one that reads a field a
     view does not carry."""
 
-    _FIXED, _TIMED, _SEGMENT, _ATTRIBUTE, _LIST, _EVENTS = range(6)
+    _FIXED, _TIMED, _SEGMENT, _ATTRIBUTE, _LIST, _EVENTS, _STACK = range(7)
 
     def __init__(self, args: tuple[Arg, ...], like: ProfileStore) -> None:
-        cache: dict[Any, Any] = {}
-        self._slots: list[tuple[int, Any]] = []
+        self._like = like
+        self._cache: dict[Any, Any] = {}
         self.views: set[Any] = set()  # the event views it reads (`EventStore.view` keys)
         self.referenced: list[int] = []  # its segments others read (rows; set by the engine)
-        for a in args:
-            kind = a.ref[0] if a.kind == "stack" else a.kind
-            if a.kind == "segment":
-                self._slots.append((self._SEGMENT, a.ref[0]))
-            elif kind in _TIMED_ROWS:  # (by position: hashing an Arg hashes its IR)
-                self._slots.append((self._TIMED, (len(self._slots), a)))
-            elif kind in ("param", "array") or kind in _FROM_DICTIONARY:
-                self._slots.append((self._FIXED, _value(a, like, 0, {}, cache)))
-            elif a.kind == "profile_valid" or (a.kind == "profile_values" and (
-                    like.profiles[a.ref[0]].offsets is None)):
-                col = like.profiles[a.ref[0]]
-                self._slots.append((self._ATTRIBUTE, col.values if a.kind == "profile_values"
-                                    else col.valid))
-            elif a.kind in ("profile_values", "profile_offsets"):  # a list per profile
-                col = like.profiles[a.ref[0]]
-                self._slots.append((self._LIST, (a.kind == "profile_values", col.values,
-                                                 col.offsets)))
-            elif a.kind in ("event_offsets", "event_time", "event_values", "event_valid",
-                            "event_list_offsets"):
-                key = a.ref[0]
-                if len(a.ref) > 1 and a.ref[1] not in like.events.view(key).columns:
-                    raise CompileError(f"the one-profile path cannot bind {a.kind} {a.ref}")
-                self.views.add(key)
-                self._slots.append((self._EVENTS, (a.kind, key, a.ref[1] if len(a.ref) > 1
-                                                   else None)))
-            else:
-                raise CompileError(f"the one-profile path cannot bind {a.kind} {a.ref}")
-        self._now: int | None = None
         self._timed: dict[int, Any] = {}
+        self._now: int | None = None
+        self._slots = [self._slot(a, k) for k, a in enumerate(args)]
+        del self._cache
+
+    def _slot(self, a: Arg, position: int) -> tuple[int, Any]:
+        like = self._like
+        kind = a.ref[0] if a.kind == "stack" else a.kind
+        if kind in _TIMED_ROWS:  # (by position: hashing an Arg hashes its IR)
+            return self._TIMED, (position, a)
+        if kind in ("param", "array") or kind in _FROM_DICTIONARY:
+            return self._FIXED, _value(a, like, 0, {}, self._cache)
+        if a.kind == "stack":  # one value per instance of a shape, stacked per call
+            return self._STACK, [self._slot(Arg(a.name, kind, ref), position)
+                                 for ref in a.ref[1]]
+        if a.kind == "segment":
+            return self._SEGMENT, a.ref[0]
+        if a.kind == "profile_valid" or (a.kind == "profile_values" and (
+                like.profiles[a.ref[0]].offsets is None)):
+            col = like.profiles[a.ref[0]]
+            return self._ATTRIBUTE, col.values if a.kind == "profile_values" else col.valid
+        if a.kind in ("profile_values", "profile_offsets"):  # a list per profile
+            col = like.profiles[a.ref[0]]
+            return self._LIST, (a.kind == "profile_values", col.values, col.offsets)
+        if a.kind in ("event_offsets", "event_time", "event_values", "event_valid",
+                      "event_list_offsets") and (
+                len(a.ref) == 1 or a.ref[1] in like.events.view(a.ref[0]).columns):
+            self.views.add(a.ref[0])
+            return self._EVENTS, (a.kind, a.ref[0], a.ref[1] if len(a.ref) > 1 else None)
+        raise CompileError(f"the one-profile path cannot bind {a.kind} {a.ref}")
 
     def __call__(self, profile: int, parts: Mapping[Any, Any], now_ms: int,
                  segments: Mapping[str, np.ndarray]) -> list[Any]:
@@ -117,37 +118,41 @@ class OneBinder:
         one_profile.Part` s by view key, at least those `views` names) at ``now_ms``."""
         if now_ms != self._now:
             self._now, self._timed = now_ms, {}
-        out = []
-        for mode, x in self._slots:
-            if mode == self._FIXED:
-                out.append(x)
-            elif mode == self._EVENTS:
-                kind, k, name = x
-                part = parts[k]
-                out.append(part.offsets if kind == "event_offsets" else part.time
-                           if kind == "event_time" else part.values[name]
-                           if kind == "event_values" else part.valid[name]
-                           if kind == "event_valid" else part.lists[name])
-            elif mode == self._ATTRIBUTE:
-                out.append(x[profile:profile + 1])
-            elif mode == self._LIST:
-                elements, values, offsets = x
-                lo, hi = offsets[profile], offsets[profile + 1]
-                if elements:
-                    out.append(values[lo:hi])
-                else:
-                    rebased = np.array([0, hi - lo], offsets.dtype)
-                    rebased.flags.writeable = offsets.flags.writeable  # the kernel's type
-                    out.append(rebased)
-            elif mode == self._SEGMENT:
-                out.append(segments[x])
-            else:
-                value = self._timed.get(x[0])
-                if value is None:
-                    value = self._timed[x[0]] = _value(x[1], None, now_ms, segments,  # type: ignore[arg-type]
-                                                       {})
-                out.append(value)
-        return out
+        fixed = self._FIXED
+        return [slot[1] if slot[0] == fixed else self._bound(slot, profile, parts, segments)
+                for slot in self._slots]
+
+    def _bound(self, slot: tuple[int, Any], profile: int, parts: Mapping[Any, Any],
+               segments: Mapping[str, np.ndarray]) -> Any:
+        mode, x = slot
+        if mode == self._FIXED:
+            return x
+        if mode == self._EVENTS:
+            kind, key, name = x
+            part = parts[key]
+            return (part.offsets if kind == "event_offsets" else part.time
+                    if kind == "event_time" else part.values[name]
+                    if kind == "event_values" else part.valid[name]
+                    if kind == "event_valid" else part.lists[name])
+        if mode == self._ATTRIBUTE:
+            return x[profile:profile + 1]
+        if mode == self._SEGMENT:
+            return segments[x]
+        if mode == self._LIST:
+            elements, values, offsets = x
+            lo, hi = offsets[profile], offsets[profile + 1]
+            if elements:
+                return values[lo:hi]
+            rebased = np.array([0, hi - lo], offsets.dtype)
+            rebased.flags.writeable = offsets.flags.writeable  # the kernel's type
+            return rebased
+        if mode == self._STACK:
+            return np.stack([self._bound(y, profile, parts, segments) for y in x])
+        value = self._timed.get(x[0])
+        if value is None:
+            value = self._timed[x[0]] = _value(x[1], None, self._now, segments,  # type: ignore[arg-type]
+                                               {})
+        return value
 
 
 _STORELESS = ("param", "array", "window", "window_bounds", "period")

@@ -481,6 +481,10 @@ class StreamSession:
                                          inherit=inherit)
 
         if at is None or at <= self.clock:
+            if not retire and not inherit and len(batches) == 1:  # a known person's record
+                one = self._ingest_one(batches[0])
+                if one is not None:
+                    return one
             return apply([], None)
         return self._advance(at, then=apply)
 
