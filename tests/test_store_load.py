@@ -1067,3 +1067,20 @@ def test_few_strings_encode_as_many_do(values: list[str | None]) -> None:
     finally:
         columns._FEW = few
     assert fast.tolist() == slow.tolist() and fast_dict.to_pylist() == slow_dict.to_pylist()
+
+
+@settings(max_examples=100)
+@given(first=st.integers(-5, 5), n=st.integers(0, 30), gap=st.integers(0, 30),
+       probes=st.lists(st.integers(-10, 70), max_size=20))
+def test_key_lookup_equals_a_dict(first: int, n: int, gap: int, probes: list[int]) -> None:
+    """Key lookups (consecutive integer keys take an arithmetic shortcut) equal a dict's,
+    for consecutive keys and for keys with a gap or out of order (ends in place included)."""
+    from store.keys import KeyIndex
+
+    for keys in (list(range(first, first + n)),
+                 [k + (gap if i >= n // 2 else 0) for i, k in enumerate(range(first, first + n))],
+                 list(range(first, first + n))[::-1],
+                 [first, *range(first + n - 2, first, -1), first + n - 1] if n > 3 else []):
+        want = {k: i for i, k in enumerate(keys)}
+        got = KeyIndex(pa.array(keys, pa.int64())).lookup(pa.array(probes, pa.int64()))
+        assert got.tolist() == [want.get(p, -1) for p in probes]

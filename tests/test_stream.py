@@ -694,3 +694,16 @@ def test_checkpoint_then_resume(tmp_path: Path) -> None:
                 for c in changes] == [(2, "realized", NOW + HOUR)]
     with pytest.raises(ValueError, match="define the same segments"):
         session_of(store, {"other": RECENT}, None, log=tmp_path / "log")
+
+
+def test_membership_change_shortcut_builds_the_same_change() -> None:
+    """`MembershipChange._of` (used for the thousands of changes of a large call) sets every
+    field, as the constructor does: a field added later cannot be left out."""
+    import dataclasses
+
+    from engine.stream import instant
+
+    fast = MembershipChange._of(7, "s", "exited", instant(NOW), 3)
+    slow = MembershipChange(7, "s", "exited", instant(NOW), 3)
+    assert fast == slow and hash(fast) == hash(slow)
+    assert set(vars(fast)) == {f.name for f in dataclasses.fields(MembershipChange)}

@@ -79,17 +79,25 @@ class KeyIndex:
     keys: pa.Array
     _sorted: np.ndarray | None = field(default=None, repr=False)
     _order: np.ndarray | None = field(default=None, repr=False)
+    _first: int | None = field(default=None, repr=False)  # keys first, first + 1, ...: this
 
     def lookup(self, wanted: pa.Array) -> np.ndarray:
         """The index of each of ``wanted`` (-1 where the store has no such key)."""
         if self._sorted is None:
             values = self.keys.to_numpy(zero_copy_only=False)
+            if (pa.types.is_integer(self.keys.type) and len(values)
+                    and int(values[-1]) - int(values[0]) == len(values) - 1
+                    and bool((np.diff(values) == 1).all())):
+                self._first = int(values[0])  # consecutive integers: an index is arithmetic
             self._order = np.argsort(values, kind="stable")
             self._sorted = values[self._order]
         assert self._order is not None
         probe = wanted.to_numpy(zero_copy_only=False)
         if len(self._sorted) == 0:
             return np.full(len(probe), -1, np.int64)
+        if self._first is not None:  # (a random probe into millions of keys misses caches)
+            index = np.asarray(probe, np.int64) - self._first
+            return np.where((index >= 0) & (index < len(self._sorted)), index, -1)
         pos = np.searchsorted(self._sorted, probe)
         pos_clipped = np.minimum(pos, len(self._sorted) - 1)
         found = self._sorted[pos_clipped] == probe
