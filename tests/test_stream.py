@@ -707,3 +707,23 @@ def test_membership_change_shortcut_builds_the_same_change() -> None:
     slow = MembershipChange(7, "s", "exited", instant(NOW), 3)
     assert fast == slow and hash(fast) == hash(slow)
     assert set(vars(fast)) == {f.name for f in dataclasses.fields(MembershipChange)}
+
+
+@pytest.mark.parametrize("table", [
+    pa.table({"a": [1, 2], "b": ["x", None]}),
+    pa.table({"a": pa.array([], pa.int64())}),
+    pa.concat_tables([pa.table({"a": [1]}), pa.table({"a": [2]})]),  # two record batches
+    pa.table({"l": pa.array([[1, 2], None], pa.list_(pa.int64())), "t": pa.array([1, 2], TS)}),
+    pa.table({"d": pa.array(["x", "y"]).dictionary_encode()}),  # dictionaries: the writer's
+], ids=["nulls", "empty", "chunked", "list-timestamp", "dictionary"])
+def test_log_records_are_the_stream_writers_bytes(table: pa.Table) -> None:
+    """A log record's tables (`_ipc_stream`: the schema message serialized once) are byte
+    for byte what an Arrow stream writer writes, so logs stay readable either way."""
+    import io
+
+    from engine.stream import _ipc_stream
+
+    sink = io.BytesIO()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    assert _ipc_stream(table) == _ipc_stream(table) == sink.getvalue()
