@@ -492,6 +492,35 @@ def test_one_event_path_takes_what_it_can_and_declines_the_rest() -> None:
     assert not ingest([event(1)])
 
 
+def test_one_event_path_and_edge_survive_compacting_the_engine_store() -> None:
+    """Compacting the engine's store in memory replaces its arrays: a running session keeps
+    its own (its one-event path binds to those it started with); the engine starts over
+    from its definitions, so its runs and edge evaluation read the new ones."""
+    store = b10_like([(1, NOW - 2 * DAY, "purchase", 5.0), (2, NOW - 9 * DAY, "view", 1.0)])
+    definitions = {"recent": RECENT, "busy": "xEvent.count() >= 2"}
+    eng = Engine(store, threads=1, tier="kernel", background=False)
+    for name, text in definitions.items():
+        eng.define(name, text)
+    s = eng.stream(NOW)
+    assert eng.evaluate_profile(2, NOW) == []  # the edge's views of the first arrays
+    store.append(pa.table({"id": pa.array([2, 4], pa.int64()),
+                           "timestamp": pa.array([NOW - DAY, NOW - DAY], TS),
+                           "eventType": ["purchase", "purchase"], "price": [1.0, 2.0]}))
+    store.compact()  # in memory: the store adopts new arrays, profile 4 among them
+    for key in (1, 3):
+        s.ingest({"id": key, "timestamp": NOW - HOUR, "eventType": "purchase", "price": 1.0},
+                 time_units={"timestamp": "ms"})
+    assert s.served_alone == 2
+    assert members(s) == expected(s, definitions, s.clock)
+    want = reference.run(store, definitions, at_ms=NOW)
+    result = eng.run(NOW)  # (its kernels too were made for the old arrays)
+    for index, key in enumerate(store.keys.to_pylist()):
+        assert [n for n in eng.names if index in result[n]] == [n for n in eng.names
+                                                                if key in want[n]]
+        assert eng.evaluate_profile(key, NOW) == [n for n in eng.names if key in want[n]]
+    assert eng.evaluate_profile(2, NOW) == ["recent", "busy"]
+
+
 def test_future_events_wait_for_the_clock() -> None:
     store = b10_like([])
     s = session_of(store, {"recent": RECENT}, NOW)

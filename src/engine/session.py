@@ -163,6 +163,7 @@ class Engine:
         self._other_sources: dict[Any, KernelSource] = {}
         self._binders: dict[tuple[str, ...], tuple[KernelSource, Any, OneBinder]] = {}
         self._one: tuple[OneProfile | None] | None = None  # by `_one_profile`; reset by define
+        self._bound_to: Any = None  # the event store `_binders` and `_one` were made for
         self._groups: list[list[str]] | None = None  # by `groups`; reset by define
         self._levels: list[list[str]] | None = None  # by `levels`; reset by define
         self._shared_bound: dict[Any, Any] = {}  # bound values no store changes (binding)
@@ -264,6 +265,7 @@ class Engine:
     def compile(self) -> None:
         """Compile every group's kernel now (into the cache directory), e.g. at deployment,
         so that runs never wait for the compiler nor use the vector tier."""
+        self._unbind_if_compacted()
         now = np.int64(0)
         n = len(self.store)
         masks = {name: np.zeros(n, np.uint8) for name in self._segments}
@@ -287,6 +289,7 @@ class Engine:
         """Evaluate every segment at instant ``at``; see `Result`. ``progress(done, total)``
         is called as segments are evaluated."""
         now_ms = to_epoch_ms(at)
+        self._unbind_if_compacted()
         n = len(self.store)
         padded = -(-n // 64) * 64  # rows start 64-byte aligned, for the bitmap writer
         masks: dict[str, np.ndarray] = {}
@@ -365,6 +368,7 @@ class Engine:
         instants in one call. ``masks`` holds the values of referenced segments that are not
         evaluated (a byte per profile, or per row on a timeline); the result adds a row per
         evaluated segment."""
+        self._unbind_if_compacted()
         timeline = isinstance(at, np.ndarray)
         if timeline:
             who = np.arange(len(store)) if profiles is None else profiles
@@ -398,12 +402,15 @@ class Engine:
         return out
 
     def evaluate_one(self, profile: int, parts: Mapping[Any, Any], names: list[str], at: int,
-                     masks: Mapping[str, np.ndarray]) -> dict[str, int]:
+                     masks: Mapping[str, np.ndarray], *,
+                     binders: Mapping[tuple[str, ...], tuple[KernelSource, Any, OneBinder]]
+                     | None = None) -> dict[str, int]:
         """`evaluate_subset` at one instant for one base profile whose event views are
         ``parts`` (`store.one_profile`: coded in this store's dictionaries): the same
         kernels, bound by a `OneBinder` made once per group, so a call costs the kernels and
-        little more. ``masks`` must hold every referenced segment that is not evaluated.
-        Returns the value (0 or 1) of ``names`` and the rest of their groups."""
+        little more. ``masks`` must hold every referenced segment that is not evaluated;
+        ``binders``: those the views were taken with (`one_binders`; default the engine's
+        now). Returns the value (0 or 1) of ``names`` and the rest of their groups."""
         segments = dict(masks)
         values: dict[str, int] = {}
         wanted = set(names)
@@ -411,7 +418,8 @@ class Engine:
         for group in self.groups():
             if wanted.isdisjoint(group):
                 continue
-            ks, kernel, binder = self.one_binder(group)
+            ks, kernel, binder = (self.one_binder(group) if binders is None
+                                  else binders[tuple(group)])
             result = np.zeros((len(group), 1), np.uint8)
             kernel(0, 1, now, result, *binder(profile, parts, at, segments))
             values.update(zip(ks.segments, result[:, 0].tolist(), strict=True))
@@ -422,6 +430,7 @@ class Engine:
     def one_binder(self, group: list[str]) -> tuple[KernelSource, Any, OneBinder]:
         """The kernel of ``group`` and its `OneBinder` (raises `CompileError` if the
         one-profile path cannot bind it)."""
+        self._unbind_if_compacted()
         key = tuple(group)
         hit = self._binders.get(key)
         if hit is None:
@@ -483,9 +492,28 @@ class Engine:
         masks = self.evaluate_subset(sub.store, names, at)
         return [name for name in self._segments if masks[name][0]]
 
+    def _unbind_if_compacted(self) -> None:
+        """Start over from the definitions if the store's arrays changed (`ProfileStore.
+        compact` in memory adopts new ones): every kernel shape, bound array and view was
+        made for the old ones, and a kernel reading them with the new sizes would read past
+        their ends."""
+        arrays = (self.store.keys, self.store.profiles, self.store.events)
+        if self._bound_to is None or any(a is not b for a, b in zip(
+                arrays, self._bound_to, strict=True)):
+            if self._bound_to is not None:
+                for name, segment in list(self._segments.items()):
+                    self.define(name, segment.text)
+                self._bound.clear()
+                self._store_layout = None
+                self._evaluator = None
+            self._binders.clear()
+            self._one = None
+            self._bound_to = arrays
+
     def _one_profile(self) -> OneProfile | None:
         """The base profiles' event views every kernel reads (`store.one_profile`), for
         edge evaluation; None if some kernel cannot be bound on them."""
+        self._unbind_if_compacted()
         if self._one is None:
             try:
                 views = {key for group in self.groups()

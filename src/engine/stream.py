@@ -278,7 +278,8 @@ class StreamSession:
         parts = self._one.parts(p, self._since_all[1])
         names = self._affected_list(batch)
         index = np.array([p], np.int64)
-        masks = self._engine.evaluate_one(p, parts, names, at, self._outside(index, names))
+        masks = self._engine.evaluate_one(p, parts, names, at, self._outside(index, names),
+                                          binders=self._binders)
         self._next[p] = next_change_one(
             self._timers, [_row(c, p) for c in self._timed_attributes],
             [(types, parts[types].offsets, parts[types].time, {
@@ -289,7 +290,7 @@ class StreamSession:
     def _one_path(self) -> None:
         """Set up the one-event path (`_ingest_one`): the event views its kernels and
         timers read; `_one` None if some kernel cannot be bound on it."""
-        base = self._engine.store
+        base = self.store  # the session's own base arrays
         typed = base.events.type_field is not None
         timed = [p for p in base.events.partitions if len(self._timers.specs)
                  and self._timers.feeds(p.types if typed else None).any()]
@@ -301,12 +302,13 @@ class StreamSession:
         self._timed_attributes = [c for c in base.profiles.values() if _instants(c)]
         self._one: OneProfile | None = None
         views = [types for types, _ in self._timed_views]
-        try:
-            for group in self._engine.groups():
-                views += sorted(self._engine.one_binder(group)[2].views, key=repr)
+        try:  # (kept: the engine's are remade if its store is compacted meanwhile)
+            self._binders = {tuple(g): self._engine.one_binder(g) for g in self._engine.groups()}
         except CompileError:
             return
-        one = OneProfile(base, views, delta=self.store)
+        for _, _, binder in self._binders.values():
+            views += sorted(binder.views, key=repr)
+        one = OneProfile(self.store, views, delta=self.store)  # the session's own base
         self._one = one if one.usable else None
 
     def _forget(self, profiles: np.ndarray, *, gone: bool = False) -> None:

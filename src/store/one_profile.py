@@ -61,7 +61,8 @@ class OneProfile:
 
     def __init__(self, base: ProfileStore, keys: Iterable[ViewKey], *,
                  delta: ProfileStore | None = None, capacity: int = _CAPACITY) -> None:
-        self.base = base
+        self.schema = base.schema  # (what it reads of ``base`` is taken now: a compaction of
+        self.size = len(base)  # the store later changes nothing here)
         self.delta = delta  # the store whose delta holds what `appended` did not (a session's)
         self.capacity = capacity
         s = base.schema
@@ -78,7 +79,7 @@ class OneProfile:
     def forget(self, profiles: np.ndarray, *, gone: bool = False) -> None:
         """Profiles the general path has given events (rebuilt from the delta when next
         served), or, ``gone``, attributes or a new identity (never served again)."""
-        base = profiles[profiles < len(self.base)]
+        base = profiles[profiles < self.size]
         (self._gone if gone else self._stale)[base] = True
         for p in base.tolist():
             self._kept.pop(p, None)
@@ -94,7 +95,7 @@ class OneProfile:
         into its views; False, changing nothing, if they do not fit (see the module
         docstring): the caller applies them by the general path and `forget` s the profile.
         A profile with events in the delta (`forget`) is first rebuilt from them."""
-        if not self.usable or profile >= len(self.base) or self._gone[profile]:
+        if not self.usable or profile >= self.size or self._gone[profile]:
             return False
         kept = self._kept.get(profile, _NOTHING)
         if self._stale[profile]:
@@ -122,7 +123,7 @@ class OneProfile:
         """The views ``events`` change, from ``kept`` (or the base's); None if they do not
         fit. (Values go through Python lists: a call holds one event, a rebuild a few
         dozen, for which a list beats an Arrow kernel's set-up.)"""
-        s = self.base.schema
+        s = self.schema
         times = np.concatenate([c.to_numpy().view(np.int64) for c in
                                 events.column(s.event_time).chunks])
         values = {n: _python_values(events.column(n), self._dtypes[n]) for n in self._fields}
@@ -151,7 +152,7 @@ class OneProfile:
         after another), their validity (if the column has one) and, for a list, each
         event's elements' offsets; None if the column cannot hold them (a string it lacks,
         a null where it has no validity, a field it lacks)."""
-        type_field = self.base.schema.event_type
+        type_field = self.schema.event_type
         out: dict[str, tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = {}
         for name in self._fields:
             mine = [values[name][i] for i in rows]
