@@ -118,9 +118,18 @@ class OneBinder:
         one_profile.Part` s by view key, at least those `views` names) at ``now_ms``."""
         if now_ms != self._now:
             self._now, self._timed = now_ms, {}
-        fixed = self._FIXED
-        return [slot[1] if slot[0] == fixed else self._bound(slot, profile, parts, segments)
-                for slot in self._slots]
+        out = []
+        for slot in self._slots:  # (the common kinds inline: a call per argument costs)
+            mode, x = slot
+            if mode == self._FIXED:
+                out.append(x)
+            elif mode == self._EVENTS and x[0] == "event_values":
+                out.append(parts[x[1]].values[x[2]])
+            elif mode == self._ATTRIBUTE:
+                out.append(x[profile:profile + 1])
+            else:
+                out.append(self._bound(slot, profile, parts, segments))
+        return out
 
     def _bound(self, slot: tuple[int, Any], profile: int, parts: Mapping[Any, Any],
                segments: Mapping[str, np.ndarray]) -> Any:
