@@ -2,23 +2,25 @@
 
 A streamed event usually touches one profile. `store.subset` answers any batch, at the cost
 of building a store in general (numbering, dictionaries of its own, a layout check): about
-a millisecond. `OneProfile` answers the common case in tens of microseconds. It gives a
-base profile's event partitions as the base store gives them to a kernel (CSR offsets of
-one profile, times, field values and validity), **coded in the base store's dictionaries**,
-so the engine binds the base store's own kernels to them with everything computed from
-dictionaries bound once (`engine.binding.OneBinder`); its attributes are the base's row.
-Each appended event is inserted in time order (after equal times: arrival order, as
-`subset`), and the profile's partitions that hold appended events are kept for the next.
+two milliseconds. `OneProfile` answers the common case in tens of microseconds. It gives a
+base profile's event views as the base store gives them to a kernel (`EventStore.view`: a
+partition, or several merged; CSR offsets of one profile, times, field values, validity,
+list offsets), **coded in the base store's dictionaries**, so the engine binds the base
+store's own kernels to them with everything computed from dictionaries bound once
+(`engine.binding.OneBinder`); its attributes are the base's row. Appended events are merged
+into each view holding their type by a stable sort on time (after the events they tie with:
+arrival order, as `subset`), and the views they change are kept for the next call.
 
-It declines (returns None) whatever its shortcut cannot hold exactly, and the caller then
-takes the general path: a profile that is not a base profile or that has other delta data
-(`forget`), a string its column's dictionary lacks, a null where the column has no
-validity array, a field its partition does not carry, an event type no partition holds.
+`appended` declines (returns False, changing nothing) what the views cannot hold exactly, and
+the caller then takes the general path: a profile that is not a base profile or whose
+attributes the delta changed (`forget` with ``gone``), a string a column's dictionary lacks,
+a null where a column has no validity array, a field a view does not carry, an event type
+no partition holds. A profile the general path gave events (`forget`) is rebuilt from its
+events in the delta (`store.subset.delta_history`) when next served.
 
-Kept partitions hold every event the profile's general-path subset would (its base events
-``since`` the instant asked when first kept, and every event appended here), and perhaps
-more: events a later subset leaves out; keeping more never changes a value. Ties across
-partitions need no ``seq`` here: the engine reads one partition per argument on this path.
+Kept views hold every event the profile's general-path subset would (its base events
+``since`` the instant asked when first built, and every appended event), and perhaps more:
+events a later subset leaves out; keeping more never changes a value.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from store.subset_events import Since, earliest_kept
 __all__ = ["OneProfile", "Part", "ViewKey"]
 
 _NONE_KEPT = int(np.iinfo(np.int64).max)  # `earliest_kept` of a type no one reads
-_CAPACITY = 1 << 16  # profiles kept; one dropped takes the general path from then on
+_CAPACITY = 1 << 16  # profiles kept; one dropped is rebuilt from the delta when next served
 
 
 class Part(NamedTuple):
