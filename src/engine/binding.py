@@ -77,24 +77,22 @@ class OneBinder:
     _FIXED, _TIMED, _SEGMENT, _ATTRIBUTE, _LIST, _EVENTS, _STACK = range(7)
 
     def __init__(self, args: tuple[Arg, ...], like: ProfileStore) -> None:
-        self._like = like
-        self._cache: dict[Any, Any] = {}
         self.views: set[Any] = set()  # the event views it reads (`EventStore.view` keys)
         self.referenced: list[int] = []  # its segments others read (rows; set by the engine)
         self._timed: dict[int, Any] = {}
         self._now: int | None = None
-        self._slots = [self._slot(a, k) for k, a in enumerate(args)]
-        del self._cache
+        cache: dict[Any, Any] = {}
+        self._slots = [self._slot(a, k, like, cache) for k, a in enumerate(args)]
 
-    def _slot(self, a: Arg, position: int) -> tuple[int, Any]:
-        like = self._like
+    def _slot(self, a: Arg, position: int, like: ProfileStore, cache: dict[Any, Any]
+              ) -> tuple[int, Any]:
         kind = a.ref[0] if a.kind == "stack" else a.kind
         if kind in _TIMED_ROWS:  # (by position: hashing an Arg hashes its IR)
             return self._TIMED, (position, a)
         if kind in ("param", "array") or kind in _FROM_DICTIONARY:
-            return self._FIXED, _value(a, like, 0, {}, self._cache)
+            return self._FIXED, _value(a, like, 0, {}, cache)
         if a.kind == "stack":  # one value per instance of a shape, stacked per call
-            return self._STACK, [self._slot(Arg(a.name, kind, ref), position)
+            return self._STACK, [self._slot(Arg(a.name, kind, ref), position, like, cache)
                                  for ref in a.ref[1]]
         if a.kind == "segment":
             return self._SEGMENT, a.ref[0]

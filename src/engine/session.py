@@ -163,7 +163,7 @@ class Engine:
         self._other_sources: dict[Any, KernelSource] = {}
         self._binders: dict[tuple[str, ...], tuple[KernelSource, Any, OneBinder]] = {}
         self._one: tuple[OneProfile | None] | None = None  # by `_one_profile`; reset by define
-        self._bound_to: Any = None  # the event store `_binders` and `_one` were made for
+        self._bound_to: Any = None  # the store's arrays everything bound was made for
         self._groups: list[list[str]] | None = None  # by `groups`; reset by define
         self._levels: list[list[str]] | None = None  # by `levels`; reset by define
         self._shared_bound: dict[Any, Any] = {}  # bound values no store changes (binding)
@@ -409,8 +409,8 @@ class Engine:
         ``parts`` (`store.one_profile`: coded in this store's dictionaries): the same
         kernels, bound by a `OneBinder` made once per group, so a call costs the kernels and
         little more. ``masks`` must hold every referenced segment that is not evaluated;
-        ``binders``: those the views were taken with (`one_binders`; default the engine's
-        now). Returns the value (0 or 1) of ``names`` and the rest of their groups."""
+        ``binders``: those the views were taken with (by group, as `one_binder` gives
+        them; default the engine's now). Returns the value (0 or 1) of ``names`` and the rest of their groups."""
         segments = dict(masks)
         values: dict[str, int] = {}
         wanted = set(names)

@@ -44,6 +44,7 @@ from engine.timers import (
     NEVER,
     Timers,
     candidates,
+    holds_instants,
     next_change_one,
     next_changes,
     next_midnight,
@@ -52,7 +53,6 @@ from store.columns import Column
 from store.delta import Batch, normalize_batch
 from store.one_profile import OneProfile
 from store.profile_store import ProfileStore
-from store.schema import Kind
 from store.subset import Since, Subset, as_table, subset
 from store.times import iso_ms
 from store.wal import WriteAheadLog
@@ -249,11 +249,8 @@ class StreamSession:
             self._hold(later)
         applied = Batch(now_events if now_events is not None and now_events.num_rows else None,
                         batch.profiles)
-        if applied.events is None and applied.profiles is None:
-            changes = []
-        else:
-            one = self._ingest_one(applied)
-            changes = self._apply([applied], self.clock) if one is None else one
+        changes = [] if applied.events is None and applied.profiles is None else self._apply(
+            [applied], self.clock)
         return self._report(batch.profiles, changes)
 
     def _ingest_one(self, batch: Batch) -> list[MembershipChange] | None:
@@ -297,9 +294,9 @@ class StreamSession:
         # (types, the timestamp and date fields) of each partition a timer reads, which is
         # the view of its types (partitions hold disjoint types)
         self._timed_views = [(p.types if typed else None,
-                              {f: c for f, c in p.columns.items() if _instants(c)})
+                              {f: c for f, c in p.columns.items() if holds_instants(c)})
                              for p in timed]
-        self._timed_attributes = [c for c in base.profiles.values() if _instants(c)]
+        self._timed_attributes = [c for c in base.profiles.values() if holds_instants(c)]
         self._one: OneProfile | None = None
         views = [types for types, _ in self._timed_views]
         try:  # (kept: the engine's are remade if its store is compacted meanwhile)
@@ -336,8 +333,8 @@ class StreamSession:
                 self._members[name].add(p)
             else:
                 self._members[name].discard(p)
-            out.append(MembershipChange(key, name, "realized" if entered else "exited",
-                                        instant(at), p))
+            out.append(MembershipChange._of(key, name, "realized" if entered else "exited",
+                                            instant(at), p))
         return out
 
     def _report(self, profiles: pa.Table | None, changes: list[MembershipChange]
@@ -358,6 +355,10 @@ class StreamSession:
         """Append ``batches`` at instant ``at`` and re-evaluate what they (and, for the
         profiles ``due``, the clock) can change. ``inherit``: new keys of the batches that
         take the memberships of (and retire) other profiles, by index (see `replace`)."""
+        if len(batches) == 1 and due is None and not inherit and at == self.clock:
+            one = self._ingest_one(batches[0])  # one profile's events: no subset needed
+            if one is not None:
+                return one
         numbering = _numbering(self.store).copy()  # to number the batches' keys, not keep them
         known = numbering.total
         touched = []
@@ -389,14 +390,14 @@ class StreamSession:
         self._grow(numbering.total)
         return self._evaluate(sub, evaluated, at)
 
-    def _affected(self, batch: Batch) -> set[str]:
+    def _affected(self, batch: Batch) -> frozenset[str]:
         """The segments ``batch`` can change: those reading its event types or (for
         attribute upserts) every one, and their referrers."""
         s = self.store.schema
         if batch.profiles is not None and batch.profiles.num_rows:
-            return set(self._names)  # attributes: any segment may read them (cheap enough)
+            return frozenset(self._names)  # attributes: any segment may read them
         if batch.events is None or not batch.events.num_rows:
-            return set()
+            return frozenset()
         types = frozenset() if s.event_type is None else frozenset(
             pc.unique(batch.events.column(s.event_type)).to_pylist())
         found = self._by_types.get(types)
@@ -404,15 +405,14 @@ class StreamSession:
             names = {n for n in self._names if self._reads_events[n] and (
                 s.event_type is None or (wanted := self._types[n]) is None or wanted & types)}
             found = self._by_types[types] = frozenset(self._closure(names))
-        return set(found)
+        return found
 
     def _affected_list(self, batch: Batch) -> list[str]:
         """`_affected`, in evaluation order."""
         found = self._affected(batch)
-        key = frozenset(found)
-        names = self._ordered.get(key)
+        names = self._ordered.get(found)
         if names is None:
-            names = self._ordered[key] = [n for n in self._names if n in found]
+            names = self._ordered[found] = [n for n in self._names if n in found]
         return names
 
     def _closure(self, names: set[str]) -> set[str]:
@@ -493,10 +493,6 @@ class StreamSession:
                                          inherit=inherit)
 
         if at is None or at <= self.clock:
-            if not retire and not inherit and len(batches) == 1:  # a known person's record
-                one = self._ingest_one(batches[0])
-                if one is not None:
-                    return one
             return apply([], None)
         return self._advance(at, then=apply)
 
@@ -743,11 +739,6 @@ class StreamSession:
 
 
 _CHUNK_ROWS = 1 << 14  # timeline rows per kernel call: their bound windows take ~5 KB a row
-
-
-def _instants(col: Column) -> bool:
-    """Whether a column holds instants a timer reads (`engine.timers`)."""
-    return not col.dtype.is_list and col.dtype.kind in (Kind.TIMESTAMP, Kind.DATE)
 
 
 def _row(col: Column, p: int) -> Column:

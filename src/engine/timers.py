@@ -50,7 +50,7 @@ from store.columns import Column
 from store.profile_store import ProfileStore
 from store.schema import Kind
 
-__all__ = ["NEVER", "Timers", "next_change_one", "next_changes"]
+__all__ = ["NEVER", "Timers", "holds_instants", "next_change_one", "next_changes"]
 
 NEVER = np.iinfo(np.int64).max  # no change with time alone
 _LAST = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: instants stop here
@@ -586,10 +586,15 @@ def next_change_one(timers: Timers, attributes: Iterable[Column], partitions: Pa
     return int(out[0])
 
 
+def holds_instants(col: Column) -> bool:
+    """Whether timers read a column's values: timestamps and dates (not lists of them)."""
+    return not col.dtype.is_list and col.dtype.kind in (Kind.TIMESTAMP, Kind.DATE)
+
+
 def _scan_column(scan: Callable[..., None], offsets: np.ndarray, col: Column) -> None:
     """Scan a timestamp or date column (the rest hold no instants)."""
     kind = col.dtype.kind
-    if col.dtype.is_list or kind not in (Kind.TIMESTAMP, Kind.DATE):
+    if not holds_instants(col):
         return
     if col.offsets is not None:  # pragma: no cover - lists are skipped above
         return

@@ -106,14 +106,20 @@ class Column:
         if self.offsets is None:
             return Column(self.dtype, self.values[rows], _compact_valid(valid), None,
                           self.dictionary)
-        starts = np.asarray(self.offsets[:-1], np.int64)[rows]
-        counts = np.asarray(self.offsets[1:], np.int64)[rows] - starts
-        offsets = np.zeros(len(counts) + 1, np.int64)
-        np.cumsum(counts, out=offsets[1:])
-        # Element j of taken row r sits at starts[r] + (j - offsets[r]).
-        elements = np.repeat(starts - offsets[:-1], counts) + np.arange(offsets[-1])
+        elements, offsets = list_rows(self.offsets, rows)
         return Column(self.dtype, self.values[elements], _compact_valid(valid), offsets,
                       self.dictionary)
+
+
+def list_rows(offsets: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For list rows ``rows`` (of lists laid out by ``offsets``), in that order: the
+    positions of their elements, and the int64 offsets of the taken lists."""
+    starts = np.asarray(offsets[:-1], np.int64)[rows]
+    counts = np.asarray(offsets[1:], np.int64)[rows] - starts
+    taken = np.zeros(len(counts) + 1, np.int64)
+    np.cumsum(counts, out=taken[1:])
+    # Element j of taken row r sits at starts[r] + (j - taken[r]).
+    return np.repeat(starts - taken[:-1], counts) + np.arange(taken[-1]), taken
 
 
 def canonical_type(kind: Kind) -> pa.DataType:

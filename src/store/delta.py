@@ -196,8 +196,7 @@ def _canonical(column: pa.ChunkedArray, dtype: DType, has_unit: bool) -> pa.Arra
     t = array.type
     if dtype.kind is Kind.STRING and pa.types.is_dictionary(t) and pa.types.is_string(
             t.value_type):
-        decoded = array.dictionary_decode()  # a method call: no compute-function lookup
-        return decoded if decoded.type == pa.string() else decoded.cast(pa.string())
+        return array.dictionary_decode()  # a method call: no compute-function lookup
     if t != canonical_type(dtype.kind):
         return None
     nulls = array.null_count

@@ -31,15 +31,15 @@ from typing import Any, NamedTuple, TypeAlias
 import numpy as np
 import pyarrow as pa
 
+from store.columns import list_rows
 from store.events import Partition
 from store.profile_store import ProfileStore
 from store.schema import DType, Kind
 from store.subset import delta_history
-from store.subset_events import Since, earliest_kept
+from store.subset_events import NONE_KEPT, Since, earliest_kept
 
 __all__ = ["OneProfile", "Part", "ViewKey"]
 
-_NONE_KEPT = int(np.iinfo(np.int64).max)  # `earliest_kept` of a type no one reads
 _CAPACITY = 1 << 16  # profiles kept; one dropped is rebuilt from the delta when next served
 
 
@@ -189,8 +189,8 @@ class OneProfile:
         lo, hi = int(view.offsets[p]), int(view.offsets[p + 1])
         if since is not None:
             bound = min((earliest_kept(since, t) for t in view.types) if view.types
-                        is not None else since.values(), default=_NONE_KEPT)
-            lo = hi if bound == _NONE_KEPT else lo + int(view.time[lo:hi].searchsorted(bound))
+                        is not None else since.values(), default=NONE_KEPT)
+            lo = hi if bound == NONE_KEPT else lo + int(view.time[lo:hi].searchsorted(bound))
         values, lists = {}, {}
         for n, c in view.columns.items():
             if c.offsets is None:
@@ -237,11 +237,7 @@ def _merged(part: Part, times: np.ndarray,
             values[name] = _like(np.concatenate([old, new])[order], old)
             continue
         ends = part.lists[name]  # a list: whole rows of elements move together
-        spans = np.concatenate([ends, new_offsets[1:] + len(old)]).astype(np.int64)
-        starts, counts = spans[:-1][order], np.diff(spans)[order]
-        offsets = np.zeros(len(order) + 1, np.int64)
-        np.cumsum(counts, out=offsets[1:])
-        elements = np.repeat(starts - offsets[:-1], counts) + np.arange(offsets[-1])
+        elements, offsets = list_rows(np.concatenate([ends, new_offsets[1:] + len(old)]), order)
         values[name] = _like(np.concatenate([old, new])[elements], old)
         lists[name] = _like(offsets.astype(ends.dtype), ends)
     return Part(_like(np.array([0, len(time)], part.offsets.dtype), part.offsets),

@@ -30,6 +30,7 @@ from store.layout import ColumnLayout, Layout, needs_valid
 from store.schema import DType, Kind
 
 __all__ = [
+    "NONE_KEPT",
     "Piece",
     "Plan",
     "Since",
@@ -49,7 +50,7 @@ __all__ = [
 
 _SMALL = 1 << 16  # dictionaries up to this size are kept as numpy strings for fast picks
 _FEW = 256  # strings up to this many are merged in plain Python
-_ALL, _DROP = np.iinfo(np.int64).min, np.iinfo(np.int64).max  # limits all / no events meet
+_ALL, NONE_KEPT = np.iinfo(np.int64).min, np.iinfo(np.int64).max  # limits all / no events meet
 
 # Which events a subset keeps: event type -> the earliest time kept; the key None stands for
 # every type not named (and events without a type); None keeps every event.
@@ -317,7 +318,7 @@ def base_pieces(events: EventStore, index: np.ndarray, base: int, strings: Strin
         elif since is not None:
             typed = part.types if events.type_field is not None else None
             limits = {earliest_kept(since, t) for t in (typed or [None])}
-            if limits == {_DROP}:
+            if limits == {NONE_KEPT}:
                 continue
             if len(limits) == 1:  # a profile's times rise: cut each range at the limit
                 limit = limits.pop()
@@ -358,7 +359,7 @@ def earliest_kept(since: Mapping[str | None, int], event_type: str | None) -> in
     found = since.get(event_type) if event_type is not None else None
     if found is None:
         found = since.get(None)
-    return _DROP if found is None else int(found)
+    return NONE_KEPT if found is None else int(found)
 
 
 def keeps(since: Since, codes: np.ndarray, time: np.ndarray,
