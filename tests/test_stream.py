@@ -130,6 +130,10 @@ class StreamMachine(RuleBasedStateMachine):
         at = data.draw(typed.at_instants(), label="at")
         note(f"definitions {definitions!r} at {at}")
         self.session = eng.stream(at)
+        # How far ahead of an advance timelines go, and kernel calls of a few rows, so that
+        # a profile's rows span several (the defaults: a day, 16,384 rows).
+        self.session._ahead_ms = data.draw(st.sampled_from((0, HOUR, DAY)), label="ahead")
+        self.session._chunk_rows = data.draw(st.sampled_from((1, 2, 16384)), label="chunk")
         self.fresh = 0
         self.held: list[int] = []
         self.state = members(self.session)
@@ -330,6 +334,77 @@ def test_one_event_path_equals_general_path(data: st.DataObject) -> None:
     event(f"one-event path: {'off' if served is None else 'took calls' if taken else 'idle'}")
 
 
+# ================================================================ advancing in steps
+
+
+def _sorted(changes: list[MembershipChange]) -> list[tuple[Any, ...]]:
+    return sorted((c.at, str(c.profile_id), c.segment, c.status) for c in changes)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data())
+def test_advance_in_small_steps_equals_one_advance(data: st.DataObject) -> None:
+    """A clock moved in small steps gives the changes (each once) and memberships one
+    move gives: timelines evaluated ahead of a call (their changes waiting for the clock),
+    kernel calls of a row or two, profiles whose rows span calls, ingests between that make
+    changes computed ahead void."""
+    ds = data.draw(typed.datasets(max_profiles=8), label="dataset")
+    store = ds.load()
+    source = ds.events
+    definitions: dict[str, str] = {}
+    for k in range(data.draw(st.integers(1, 4), label="n")):
+        text = data.draw(timed_definitions(ds.world) if k < 2 else typed.definitions(
+            ds.world, list(definitions), depth=2), label=f"s{k}")
+        try:
+            engine.check(text, store.schema, segments=list(definitions))
+        except engine.SegmentError:
+            continue
+        definitions[f"s{k}"] = text
+    eng = Engine(store, threads=1, tier="kernel", background=False)
+    for name, text in definitions.items():
+        eng.define(name, text)
+    at = data.draw(typed.at_instants(), label="at")
+    once, steps = eng.stream(at), eng.stream(at)
+    once._ahead_ms = 0
+    steps._ahead_ms = data.draw(st.sampled_from((HOUR, DAY, 30 * DAY)), label="ahead")
+    steps._chunk_rows = data.draw(st.sampled_from((1, 2)), label="chunk")
+    if data.draw(st.booleans(), label="general path only"):
+        steps._one = once._one = None
+    keys = store.keys.to_pylist()
+    for _ in range(data.draw(st.integers(1, 4), label="phases")):
+        target = once.clock + data.draw(st.sampled_from((HOUR, DAY, 3 * DAY, 20 * DAY)))
+        want = once.advance(target)
+        got: list[MembershipChange] = []
+        for _ in range(data.draw(st.integers(0, 8), label="steps")):
+            got += steps.advance(min(target, steps.clock + data.draw(st.sampled_from(
+                (DAY, 5 * HOUR, HOUR, 1)), label="step")))
+        got += steps.advance(target)
+        assert _sorted(got) == _sorted(want)
+        assert steps.memberships() == once.memberships()
+        if source.num_rows and keys and data.draw(st.booleans(), label="ingest"):
+            # Events of profiles with changes computed ahead, most often: those must go.
+            waiting = sorted({keys[i] for i in steps._ahead.rows[:, 1].tolist() if i < len(keys)},
+                             key=str)
+            n = data.draw(st.integers(1, 2), label="events")  # two: the general path
+            who = [data.draw(st.sampled_from(waiting or keys) if k == 0 else st.sampled_from(keys))
+                   for k in range(n)]
+            # Most often a copy of one of the profile's own events: one its windows read.
+            own = np.flatnonzero(np.asarray(source.column("id").to_pylist(), object) == who[0])
+            picks = [int(own[data.draw(st.integers(0, len(own) - 1))]) if k == 0 and len(own)
+                     else data.draw(st.integers(0, source.num_rows - 1)) for k in range(n)]
+            rows = source.take(pa.array(picks))
+            rows = rows.set_column(rows.schema.get_field_index("id"), "id", pa.array(
+                who, source.schema.field("id").type))
+            times = [target - data.draw(st.sampled_from((0, HOUR, DAY))) for _ in range(n)]
+            rows = rows.set_column(rows.schema.get_field_index("timestamp"), "timestamp",
+                                   pa.array(times, pa.int64()).cast(TS))
+            note(f"ingest at {target}: {rows.to_pylist()}")
+            event(f"waiting {bool(waiting)}, one path {steps._one is not None}")
+            assert _sorted(steps.ingest(rows)) == _sorted(once.ingest(rows))
+    assert members(steps) == expected(steps, definitions, steps.clock)
+
+
 # ================================================================ bounded histories
 
 
@@ -435,6 +510,34 @@ def test_purchase_enters_then_exits_exactly_seven_days_later() -> None:
     # lapsed: no purchase in the 30 days before now, from bought + 30 days.
     assert got == [("recent", "exited", bought + 7 * DAY), ("lapsed", "realized", bought + 30 * DAY)]
     assert s.advance(NOW + 61 * DAY) == []
+
+
+@pytest.mark.parametrize("path", ["one-event", "general"])
+def test_new_events_void_the_changes_computed_ahead(path: str) -> None:
+    """An advance evaluates a due profile's timeline a day past its end (`_AHEAD_MS`); the
+    changes found there wait for the clock. A purchase ingested meanwhile makes them void:
+    the exit it postpones must not be reported, nor any change twice."""
+    bought = NOW - 7 * DAY + HOUR  # "recent" until NOW + 1 hour, "longer" 12 hours more
+    store = b10_like([(1, bought, "purchase", 3.0), (2, NOW - DAY, "view", 0.0)])
+    longer = RECENT.replace("7 days", "180 hours")
+    s = session_of(store, {"recent": RECENT, "longer": longer}, NOW)
+    if path == "general":
+        s._one = None
+    assert s.advance(NOW + HOUR - 1) == []  # due at NOW + 1 hour: not yet
+    assert len(s._ahead.rows) == 0
+    # Due now: its exit from "recent" is reported, the one from "longer" (at NOW + 13
+    # hours) waits.
+    changes = s.advance(NOW + HOUR)
+    assert [(c.segment, c.status) for c in changes] == [("recent", "exited")]
+    assert s._ahead.rows[:, 0].tolist() == [bought + 180 * HOUR]
+    again = NOW + 2 * HOUR
+    assert s.advance(again) == []
+    changes = s.ingest({"id": 1, "timestamp": again, "eventType": "purchase", "price": 1.0},
+                       time_units={"timestamp": "ms"})
+    assert [(c.segment, c.status) for c in changes] == [("recent", "realized")]
+    changes = s.advance(NOW + 60 * DAY)
+    got = [(c.segment, c.status, round(c.at.timestamp() * 1000)) for c in changes]
+    assert got == [("recent", "exited", again + 7 * DAY), ("longer", "exited", again + 180 * HOUR)]
 
 
 def test_one_event_path_takes_what_it_can_and_declines_the_rest() -> None:

@@ -181,9 +181,12 @@ def _dictionaries(a: Arg, store: ProfileStore, cache: dict[Any, Any]
 def _shared_key(a: Arg, now_ms: Any) -> tuple[Any, ...] | None:
     """The key of a value that depends on the instant at most, else None."""
     kind = a.ref[0] if a.kind == "stack" else a.kind
-    if kind not in _STORELESS or isinstance(now_ms, np.ndarray):
+    if kind not in _STORELESS:
         return None
-    return (a.kind, a.ref, now_ms if kind in _TIMED_ROWS else None)
+    if kind not in _TIMED_ROWS:
+        return (a.kind, a.ref, None)
+    # Windows at one instant; on a timeline (an instant per row) they are per call.
+    return None if isinstance(now_ms, np.ndarray) else (a.kind, a.ref, now_ms)
 
 
 def _value(a: Arg, store: ProfileStore, now_ms: Any, segments: Mapping[str, np.ndarray],

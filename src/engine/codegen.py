@@ -149,7 +149,14 @@ def assemble(shapes: dict[str, Shape], *, timeline: bool = False) -> KernelSourc
     a row per output row (instant, profile), so one profile may be evaluated at several
     instants over one copy of its data; the bounds bound from the instant (`_TIMED`) and the
     referenced segments' masks have a value per row: a streaming session evaluates every
-    instant at which the windows of some profiles move in one call."""
+    instant at which the windows of some profiles move in one call.
+
+    A timeline kernel is also gated: ``nows`` has a third column, the row's gate (a bit
+    mask), and the kernel takes ``gmask``, a mask per output row; an instance whose mask
+    shares no bit with the row's gate is not evaluated: its output is left as it is (the
+    caller fills ``out`` with 2: "as on the row before").
+    Streaming sets the bits of the time conditions that move at each row, so that a
+    definition is evaluated only where its own windows move (`engine.timers.candidates`)."""
     at = "row" if timeline else "p"  # the output row
     by_key: dict[str, list[str]] = {}
     for name, shape in shapes.items():
@@ -209,18 +216,26 @@ def assemble(shapes: dict[str, Shape], *, timeline: bool = False) -> KernelSourc
         if looped:
             count = new_arg("param", ("int", len(names)))
             body.append(f"        for {inst} in range({count}):")
+            if timeline:
+                body += [f"            if (gate & gmask[{base} + {inst}]) == 0:",
+                         "                continue"]
             body.extend(f"            {line}" for line in scalars)
             body.extend(lines)
             body.append(f"            out[{base} + {inst}, {at}] = {result}")
+        elif timeline:
+            body.append(f"        if (gate & gmask[{base}]) != 0:")
+            body.extend(lines)  # generated one level deeper: inside the if
+            body.append(f"            out[{base}, row] = {result}")
         else:
             body.extend(line[4:] for line in lines)  # generated one level deeper
             body.append(f"        out[{base}, {at}] = {result}")
         order.extend(names)
     params = "".join(f", {a.name}" for a in args)
     source = "\n".join([
-        f"def kernel(start, stop, {'nows' if timeline else 'now'}, out{params}):",
+        f"def kernel(start, stop, {'nows, out, gmask' if timeline else 'now, out'}{params}):",
         *(f"    {line}" for line in prologue),
-        *(["    for row in range(start, stop):", "        now, p = nows[row, 0], nows[row, 1]"]
+        *(["    for row in range(start, stop):",
+           "        now, p, gate = nows[row, 0], nows[row, 1], nows[row, 2]"]
           if timeline else ["    for p in range(start, stop):"]),
         *body,
         "",

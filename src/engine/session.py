@@ -357,7 +357,9 @@ class Engine:
 
     def evaluate_subset(self, store: ProfileStore, names: list[str], at: Any,
                         masks: dict[str, np.ndarray] | None = None,
-                        profiles: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                        profiles: np.ndarray | None = None, *,
+                        gates: np.ndarray | None = None,
+                        gate_masks: Mapping[str, int] | None = None) -> dict[str, np.ndarray]:
         """Evaluate ``names`` (and the rest of their kernel groups) over a small store of the
         same schema, e.g. `store.subset`'s, with the batch kernels: the same machine code
         when its layout is the engine store's, else kernels for its layout.
@@ -367,13 +369,19 @@ class Engine:
         (default: each profile once, in order), so one profile can be evaluated at many
         instants in one call. ``masks`` holds the values of referenced segments that are not
         evaluated (a byte per profile, or per row on a timeline); the result adds a row per
-        evaluated segment."""
+        evaluated segment.
+
+        On a timeline, ``gates`` (a bit mask per row) and ``gate_masks`` (per segment; -1,
+        every bit, for those left out) gate the evaluation (`engine.codegen.assemble`): a
+        segment whose mask shares no bit with a row's gate is not evaluated there, and is 2
+        ("as on the profile's row before"). Default: everything evaluated."""
         self._unbind_if_compacted()
         timeline = isinstance(at, np.ndarray)
         if timeline:
             who = np.arange(len(store)) if profiles is None else profiles
-            rows = np.empty((len(at), 2), np.int64)  # (instant, profile): the kernel's nows
+            rows = np.empty((len(at), 3), np.int64)  # (instant, profile, gate): the kernel's nows
             rows[:, 0], rows[:, 1] = at, who
+            rows[:, 2] = -1 if gates is None else gates
             now: Any = rows
             n = len(rows)
         else:
@@ -381,6 +389,8 @@ class Engine:
             n = len(store)
         out = dict(masks or {})
         wanted = set(names)
+        referenced = {r for seg in self._segments.values() for r in seg.refs} if (
+            gate_masks is not None) else set()
         same = store is self.store or layout(store) == self._layout()
         cache: dict[Any, Any] = {}
         for group in self.groups():
@@ -395,8 +405,14 @@ class Engine:
                 self._shared_bound.clear()
             values = bind(ks.args, store, now[:, 0].copy() if timeline else int(now), out, cache,
                           shared=self._shared_bound)
-            result = np.zeros((len(group), max(n, 1)), np.uint8)
-            kernel(0, n, now, result, *values)
+            result = np.full((len(group), max(n, 1)), 2 if timeline else 0, np.uint8)
+            if timeline:  # (segments others read are never gated: they read whole rows)
+                gmask = np.array([-1 if gate_masks is None or name in referenced
+                                  else gate_masks.get(name, -1) for name in ks.segments],
+                                 np.int64)
+                kernel(0, n, now, result, gmask, *values)
+            else:
+                kernel(0, n, now, result, *values)
             for k, name in enumerate(ks.segments):
                 out[name] = result[k, :n]
         return out

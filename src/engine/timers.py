@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import numba
 import numpy as np
@@ -50,7 +50,8 @@ from store.columns import Column
 from store.profile_store import ProfileStore
 from store.schema import Kind
 
-__all__ = ["NEVER", "Timers", "holds_instants", "next_change_one", "next_changes"]
+__all__ = ["NEVER", "Timers", "candidates", "gate_mask", "holds_instants", "next_change_one",
+           "next_changes"]
 
 NEVER = np.iinfo(np.int64).max  # no change with time alone
 _LAST = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: instants stop here
@@ -74,6 +75,10 @@ class Timers:
     constants: np.ndarray  # int64 instants from literals
     daily: bool
     spec_types: tuple[frozenset[str] | None, ...] = ()  # per spec, the types it reads
+    # Per spec, the attributes its definitions read (None: any), whose instants alone of
+    # the profile's attributes can move it; and per expression, the specs it uses.
+    spec_fields: tuple[frozenset[str] | None, ...] = ()
+    uses: tuple[tuple[int, ...], ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -86,15 +91,21 @@ class Timers:
 
     @classmethod
     def of(cls, exprs: Iterable[ir.Expr],
-           types: Iterable[frozenset[str] | None] | None = None) -> Timers:
+           types: Iterable[frozenset[str] | None] | None = None,
+           fields: Iterable[frozenset[str]] | None = None) -> Timers:
         """The timers of ``exprs``; ``types``: the event types each reads (`engine.analyze`;
-        None: any), whose event times are the only ones that can change it."""
+        None: any), whose event times are the only ones that can change it; ``fields``: the
+        attributes each reads (default: any), likewise."""
         specs: dict[tuple[int, ...], frozenset[str] | None] = {}  # spec -> types it reads
+        attrs: dict[tuple[int, ...], frozenset[str] | None] = {}  # spec -> attributes
         constants: set[int] = set()
         daily = False
         exprs = list(exprs)
         read = list(types) if types is not None else [None] * len(exprs)
-        for expr, reads in zip(exprs, read, strict=True):
+        attributes: list[frozenset[str] | None] = (
+            list(fields) if fields is not None else [None] * len(exprs))
+        per_expr: list[set[tuple[int, ...]]] = []
+        for expr, reads, attr in zip(exprs, read, attributes, strict=True):
             parents = {id(c): n for n in ir.walk(expr) for c in ir.children(n)}
             mine: set[tuple[int, ...]] = set()
             for n in ir.walk(expr):
@@ -120,10 +131,15 @@ class Timers:
             for spec in mine:
                 had = specs.get(spec, frozenset())
                 specs[spec] = None if had is None or reads is None else had | reads
+                had = attrs.get(spec, frozenset())
+                attrs[spec] = None if had is None or attr is None else had | attr
+            per_expr.append(mine)
         order = sorted(specs)
         rows = np.array(order, np.int64).reshape(-1, SPEC)
-        spec_types = tuple(specs[k] for k in order)
-        return cls(rows, np.array(sorted(constants), np.int64), daily, spec_types)
+        place = {k: i for i, k in enumerate(order)}
+        return cls(rows, np.array(sorted(constants), np.int64), daily,
+                   tuple(specs[k] for k in order), tuple(attrs[k] for k in order),
+                   tuple(tuple(sorted(place[k] for k in mine)) for mine in per_expr))
 
     def feeds(self, types: tuple[str, ...] | None) -> np.ndarray:
         """Which specs the times of events of ``types`` (None: any) can move: those of
@@ -136,8 +152,19 @@ class Timers:
                 np.bool_)
         return found
 
+    def feeds_attribute(self, name: str) -> np.ndarray:
+        """Which specs the instants of attribute ``name`` can move: those of definitions
+        that read it (all, for timers made without ``fields``)."""
+        key = ("attribute", name)
+        found = self._feeds.get(key)
+        if found is None:
+            found = self._feeds[key] = np.ones(len(self.specs), np.bool_) if (
+                not self.spec_fields) else np.array(
+                [f is None or name in f for f in self.spec_fields], np.bool_)
+        return found
+
     @functools.cached_property
-    def _feeds(self) -> dict[tuple[str, ...] | None, np.ndarray]:
+    def _feeds(self) -> dict[Any, np.ndarray]:
         return {}
 
 
@@ -428,12 +455,12 @@ def next_changes(store: ProfileStore, timers: Timers, x0: int | np.ndarray) -> n
 @_jit
 def _collect(offsets: np.ndarray, values: np.ndarray, valid: np.ndarray,  # noqa: PLR0917 (numba)
              is_sorted: bool, scale: int, shift: int, feeds: np.ndarray, x0s: np.ndarray,
-             limit: int,
-             specs: np.ndarray, how: np.ndarray, counts: np.ndarray, pos: np.ndarray,
-             out: np.ndarray, fill: bool) -> None:
+             limit: int, specs: np.ndarray, how: np.ndarray, found: np.ndarray, n: int
+             ) -> tuple[np.ndarray, int]:
     """Every instant in (x0s[p], limit] at which a bound of profile p reaches one of its
-    data instants: counted into ``counts[p]``, or with ``fill`` written at ``out[pos[p]]``
-    on (the same traversal twice: count, allocate, fill).
+    data instants, appended to ``found`` from row ``n`` on as (profile, instant, gate) rows
+    (``gate``: the spec's bit, see `gate_mask`), which grows as needed; returns it and the
+    new row count.
 
     A window's lower end k (even) flips ``lo <= t`` when it reaches t + 1, its upper end
     (odd) ``t <= hi`` when it reaches t; a reference (a period's [s, e), ``now`` compared
@@ -459,6 +486,7 @@ def _collect(offsets: np.ndarray, values: np.ndarray, valid: np.ndarray,  # noqa
             if not feeds[s]:
                 continue
             spec = specs[s]
+            bit = np.int64(1) << np.int64(s & 63)
             if searched[s]:
                 ends = bounds_at(spec, x0)
                 for k in range(10):
@@ -485,42 +513,57 @@ def _collect(offsets: np.ndarray, values: np.ndarray, valid: np.ndarray,  # noqa
                         x = v - (e0 - x0) if how[s, k] == 1 else _first_reaching(spec, k, x0, v)
                         if x <= x0 or x > limit:
                             continue
-                        if fill:
-                            out[pos[p]] = x
-                            pos[p] += 1
-                        else:
-                            counts[p] += 1
+                        if n == len(found):
+                            grown = np.empty((2 * n + 1024, 3), np.int64)
+                            grown[:n] = found[:n]
+                            found = grown
+                        found[n, 0] = p
+                        found[n, 1] = x
+                        found[n, 2] = bit
+                        n += 1
+    return found, n
+
+
+def gate_mask(specs: Iterable[int]) -> int:
+    """The gate mask of a definition using specs ``specs`` (rows of `Timers.specs`): bit
+    ``s % 64`` for each, as `candidates` sets them (specs 64 apart share a bit: a gate
+    then lets more through, never less), as a signed 64-bit value."""
+    bits = 0
+    for s in specs:
+        bits |= 1 << (s % 64)
+    return bits - (1 << 64) if bits >= 1 << 63 else bits
 
 
 def candidates(store: ProfileStore, timers: Timers, x0: np.ndarray, limit: int
-               ) -> tuple[np.ndarray, np.ndarray]:
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every instant in (x0[p], limit] at which time alone may change profile p of
-    ``store`` (its data fixed): (profile rows, instants), sorted, without repeats. The
-    instants where `next_changes` would land, one after another, all at once."""
+    ``store`` (its data fixed): (profile rows, instants, gates), sorted by profile and
+    instant, without repeats. The instants where `next_changes` would land, one after
+    another, all at once. ``gates[r]`` has the bit (`gate_mask`) of each spec that moves there
+    (as an int64): a definition using none of them keeps its value from the row before."""
     n = len(store)
     specs = timers.specs
     none_rows = np.zeros(0, np.int64)
     if not len(specs) or not n:
-        return none_rows, none_rows
+        return none_rows, none_rows, none_rows
     how = timers.how
     x0s = np.asarray(x0, np.int64)
-    counts = np.zeros(n, np.int64)
-    sources = _sources(store, timers)
-    for fill in (False, True):
-        if fill:
-            starts = np.concatenate([[0], np.cumsum(counts)])
-            pos = starts[:-1].copy()
-            out = np.empty(int(starts[-1]), np.int64)
-        else:
-            pos = out = none_rows
-        for source in sources:
-            _collect(*source, x0s, limit, specs, how, counts, pos, out, fill)
-    rows = np.repeat(np.arange(n, dtype=np.int64), counts)
-    order = np.lexsort((out, rows))
-    rows, out = rows[order], out[order]
-    keep = np.ones(len(out), bool)
-    keep[1:] = (rows[1:] != rows[:-1]) | (out[1:] != out[:-1])
-    return rows[keep], out[keep]
+    found, m = np.empty((4 * n, 3), np.int64), 0
+    for source in _sources(store, timers):
+        found, m = _collect(*source, x0s, limit, specs, how, found, m)
+    rows, out, bits = found[:m, 0], found[:m, 1], found[:m, 2]
+    lo = int(out.min(initial=0))
+    span = int(out.max(initial=0)) - lo + 1
+    if n * span < 2**62:  # one int64 key: a radix sort, several times a lexsort's speed
+        order = np.argsort(rows * span + (out - lo), kind="stable")
+    else:
+        order = np.lexsort((out, rows))
+    rows, out, bits = rows[order], out[order], bits[order]
+    starts = np.ones(m, bool)
+    starts[1:] = (rows[1:] != rows[:-1]) | (out[1:] != out[:-1])
+    first = np.flatnonzero(starts)
+    gates = np.bitwise_or.reduceat(bits, first) if m else bits
+    return rows[first], out[first], gates
 
 
 _Source = tuple[np.ndarray, np.ndarray, np.ndarray, bool, int, int, np.ndarray]
@@ -532,7 +575,7 @@ def _sources(store: ProfileStore, timers: Timers) -> list[_Source]:
     millisecond), and the definitions' literals as every profile's; ``feeds``: the specs
     they can move (an event's times only those of definitions reading its type)."""
     typed = store.events.type_field is not None
-    return _sources_of(len(store), store.profiles.values(), [
+    return _sources_of(len(store), store.profiles.items(), [
         (p.types if typed else None, p.offsets, p.time, p.columns)
         for p in store.events.partitions], timers)
 
@@ -541,11 +584,11 @@ Partitions: TypeAlias = (
     "Iterable[tuple[tuple[str, ...] | None, np.ndarray, np.ndarray, Mapping[str, Column]]]")
 
 
-def _sources_of(n: int, attributes: Iterable[Column], partitions: Partitions,
+def _sources_of(n: int, attributes: Iterable[tuple[str, Column]], partitions: Partitions,
                 timers: Timers) -> list[_Source]:
-    """`_sources` of ``n`` profiles with these attribute columns and event partitions
-    ((types, offsets, time, columns) each; the columns may leave out all but the timestamp
-    and date ones)."""
+    """`_sources` of ``n`` profiles with these attribute columns (by name) and event
+    partitions ((types, offsets, time, columns) each; the columns may leave out all but the
+    timestamp and date ones)."""
     none = np.zeros(0, np.bool_)
     out: list[_Source] = []
     every = timers.feeds(None)
@@ -559,8 +602,10 @@ def _sources_of(n: int, attributes: Iterable[Column], partitions: Partitions,
         return add
 
     rows = np.arange(n + 1, dtype=np.int64)
-    for col in attributes:
-        _scan_column(adder(every), rows, col)
+    for name, col in attributes:
+        feeds = timers.feeds_attribute(name)
+        if holds_instants(col) and feeds.any():  # attributes no timed definition reads: none
+            _scan_column(adder(feeds), rows, col)
     if len(timers.constants):
         adder(every)(rows * len(timers.constants), np.tile(timers.constants, n), None, False)
     for types, offsets, time, columns in partitions:
@@ -574,9 +619,9 @@ def _sources_of(n: int, attributes: Iterable[Column], partitions: Partitions,
     return out
 
 
-def next_change_one(timers: Timers, attributes: Iterable[Column], partitions: Partitions,
-                    x0: int) -> int:
-    """`next_changes` of one profile given as its attribute columns and event partitions
+def next_change_one(timers: Timers, attributes: Iterable[tuple[str, Column]],
+                    partitions: Partitions, x0: int) -> int:
+    """`next_changes` of one profile given as its attribute columns (by name) and event partitions
     (see `_sources_of`): streaming's one-event path, without a store."""
     out = np.full(1, NEVER, np.int64)
     if len(timers.specs):
@@ -587,22 +632,23 @@ def next_change_one(timers: Timers, attributes: Iterable[Column], partitions: Pa
 
 
 def holds_instants(col: Column) -> bool:
-    """Whether timers read a column's values: timestamps and dates (not lists of them)."""
-    return not col.dtype.is_list and col.dtype.kind in (Kind.TIMESTAMP, Kind.DATE)
+    """Whether timers read a column's values: timestamps and dates, and lists of them."""
+    return col.dtype.kind in (Kind.TIMESTAMP, Kind.DATE)
 
 
 def _scan_column(scan: Callable[..., None], offsets: np.ndarray, col: Column) -> None:
-    """Scan a timestamp or date column (the rest hold no instants)."""
-    kind = col.dtype.kind
+    """Scan a timestamp or date column (the rest hold no instants); a list column's
+    elements (a list keeps no nulls: a null list has none)."""
     if not holds_instants(col):
         return
-    if col.offsets is not None:  # pragma: no cover - lists are skipped above
-        return
-    if kind is Kind.TIMESTAMP:
-        scan(offsets, col.values, col.valid, False)
+    values, valid = col.values, col.valid
+    if col.offsets is not None:  # row r's elements: offsets[r] .. offsets[r + 1] of values
+        offsets, valid = np.asarray(col.offsets, np.int64)[offsets], None
+    if col.dtype.kind is Kind.TIMESTAMP:
+        scan(offsets, values, valid, False)
     else:  # a day stands for its first and last millisecond
-        scan(offsets, col.values, col.valid, False, scale=DAY_MS)
-        scan(offsets, col.values, col.valid, False, scale=DAY_MS, shift=DAY_MS - 1)
+        scan(offsets, values, valid, False, scale=DAY_MS)
+        scan(offsets, values, valid, False, scale=DAY_MS, shift=DAY_MS - 1)
 
 
 def next_midnight(x: int) -> int:
