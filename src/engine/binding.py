@@ -193,16 +193,13 @@ def _value(a: Arg, store: ProfileStore, now_ms: Any, segments: Mapping[str, np.n
            cache: dict[Any, Any]) -> Any:
     if a.kind == "stack":  # one value per instance of a shape, as an array's entries or rows
         kind, refs = a.ref
+        if kind in _TIMED_ROWS and isinstance(now_ms, np.ndarray):  # all in one call
+            return _timed_rows([r[0] for r in refs], kind, now_ms, cache)
         return np.stack([_value(Arg(a.name, kind, ref), store, now_ms, segments, cache)
                          for ref in refs])
     if a.kind in ("window", "window_bounds", "period"):
         if isinstance(now_ms, np.ndarray):  # a timeline kernel: a value per row
-            spec = spec_of(a.ref[0], strict=True)
-            rows: tuple[Any, ...] = ("rows", spec, _TIMED_ROWS[a.kind])  # shared windows
-            if rows not in cache:
-                one = np.array([spec], np.int64)
-                cache[rows] = bind_rows(one[0], how_of(one)[0], now_ms, _TIMED_ROWS[a.kind])
-            return cache[rows]
+            return _timed_rows([a.ref[0]], a.kind, now_ms, cache)[0]
         return _timed(a, now_ms)
     if a.kind == "segment":
         return segments[a.ref[0]]
@@ -212,6 +209,27 @@ def _value(a: Arg, store: ProfileStore, now_ms: Any, segments: Mapping[str, np.n
     if key not in cache:
         cache[key] = _stored(a, store, cache)
     return cache[key]
+
+
+def _timed_rows(conditions: list[Any], kind: str, nows: np.ndarray, cache: dict[Any, Any]
+                ) -> np.ndarray:
+    """A timeline's windows (`engine.timers.bind_rows`) of these time conditions, one per
+    instance of a shape: an array (condition, row, bounds), shared by the arguments that
+    bind the same conditions in one call."""
+    specs = tuple(spec_of(c, strict=True) for c in conditions)
+    key = ("rows", specs, kind)
+    found = cache.get(key)
+    if found is None:
+        hows = _HOWS.get(specs)
+        if hows is None:
+            if len(_HOWS) > 4096:
+                _HOWS.clear()
+            hows = _HOWS[specs] = how_of(np.array(specs, np.int64))
+        found = cache[key] = bind_rows(np.array(specs, np.int64), hows, nows, _TIMED_ROWS[kind])
+    return found
+
+
+_HOWS: dict[tuple[tuple[int, ...], ...], np.ndarray] = {}  # `how_of`, per tuple of specs
 
 
 def _column(store: ProfileStore, ref: tuple[Any, ...]) -> Column:
