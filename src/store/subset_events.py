@@ -90,12 +90,23 @@ def shrink(col: Column, strings: Strings | None = None) -> Column:
     if col.dictionary is None:
         return col
     codes = col.values
-    used = unique(codes[codes >= 0] if col.offsets is None else codes)
-    if len(used) == len(col.dictionary):
-        return col
-    recoded = np.searchsorted(used, codes).astype(np.int32)
-    if col.offsets is None:
-        recoded[codes < 0] = -1
+    size = len(col.dictionary)
+    if len(codes) > 32 and size <= len(codes):  # a count per entry: linear, no sort or search
+        seen = np.bincount(codes + 1, minlength=size + 1)[1:] > 0  # (+1: nulls are -1)
+        if seen.all():
+            return col
+        used = np.flatnonzero(seen)
+        new_code = np.cumsum(seen, dtype=np.int32) - 1
+        recoded = new_code[codes]
+        if col.offsets is None:
+            recoded[codes < 0] = -1
+    else:
+        used = unique(codes[codes >= 0] if col.offsets is None else codes)
+        if len(used) == size:
+            return col
+        recoded = np.searchsorted(used, codes).astype(np.int32)
+        if col.offsets is None:
+            recoded[codes < 0] = -1
     dictionary = (strings.take(col.dictionary, used) if strings is not None
                   else col.dictionary.take(pa.array(used, pa.int64())))
     return Column(col.dtype, recoded, col.valid, col.offsets, dictionary)
