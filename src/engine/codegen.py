@@ -154,9 +154,9 @@ def assemble(shapes: dict[str, Shape], *, timeline: bool = False) -> KernelSourc
     A timeline kernel is also gated: ``nows`` has a third column, the row's gate (a bit
     mask), and the kernel takes ``gmask``, a mask per output row; an instance whose mask
     shares no bit with the row's gate is not evaluated: its output is left as it is (the
-    caller fills ``out`` with 2: "as on the row before").
-    Streaming sets the bits of the time conditions that move at each row, so that a
-    definition is evaluated only where its own windows move (`engine.timers.candidates`)."""
+    caller fills ``out`` with 2: "as on the row before"). Streaming sets the bits of the
+    time conditions that move at each row, so that a definition is evaluated only where its
+    own windows move (`engine.timers.candidates`)."""
     at = "row" if timeline else "p"  # the output row
     by_key: dict[str, list[str]] = {}
     for name, shape in shapes.items():
