@@ -380,6 +380,12 @@ class _Side:
     runs: _Runs = field(default_factory=_Runs)
     starts: list[int] = field(default_factory=list)  # each batch's first row id
     tables: list[pa.Table | None] = field(default_factory=list)
+    # The batches' rows as a few tables: (first row id, the rows of consecutive batches of
+    # one schema, a chunk per column). A session adds a batch per call (one event each, on
+    # the one-event path): read batch by batch, a profile's rows would cost a take per
+    # batch that holds one, growing with the session.
+    blocks: list[tuple[int, pa.Table]] = field(default_factory=list)
+    blocked: int = 0  # batches in blocks
 
     def add(self, batches: list[tuple[pa.Table | None, np.ndarray | None]]) -> None:
         """Index batches' rows: (table, each row's profile) each, in arrival order. One
@@ -395,19 +401,41 @@ class _Side:
         self.runs.add(np.concatenate(profiles) if profiles else np.zeros(0, np.int64))
 
     def rows(self, wanted: np.ndarray, row_of: _RowOf) -> list[Piece]:
-        """(table, rows, subset rows) per batch, in arrival order, for profiles ``wanted``."""
+        """(table, rows, subset rows) per block, in arrival order, for profiles ``wanted``."""
         ids, profiles = self.runs.find(wanted)
         if not len(ids):
             return []
-        batch = np.searchsorted(np.asarray(self.starts), ids, "right") - 1
-        cuts = np.flatnonzero(np.diff(batch)) + 1
+        self._block()
+        block = np.searchsorted(np.asarray([b[0] for b in self.blocks]), ids, "right") - 1
+        cuts = np.flatnonzero(np.diff(block)) + 1
         out = []
         for part in np.split(np.arange(len(ids)), cuts):
-            b = int(batch[part[0]])
-            table = self.tables[b]
-            assert table is not None
-            out.append((table, ids[part] - self.starts[b], row_of(profiles[part])))
+            start, table = self.blocks[int(block[part[0]])]
+            out.append((table, ids[part] - start, row_of(profiles[part])))
         return out
+
+    def _block(self) -> None:
+        """The batches not in a block yet, made blocks (one per run of one schema); a block
+        merges with the one before while that one is at most twice its size, like a binary
+        counter: O(log) copies of a row over a session, a few blocks to read."""
+        for b in range(self.blocked, len(self.tables)):
+            table = self.tables[b]
+            if table is None or not table.num_rows:
+                continue
+            if self.blocks and b > self.blocked and self.blocks[-1][1].schema == table.schema:
+                first, last = self.blocks[-1]  # this call's batches: one block (no copy yet)
+                self.blocks[-1] = (first, pa.concat_tables([last, table]))
+            else:
+                self.blocks.append((self.starts[b], table))
+        self.blocked = len(self.tables)
+        while len(self.blocks) > 1 and self.blocks[-2][1].schema == self.blocks[-1][1].schema \
+                and self.blocks[-2][1].num_rows <= 2 * self.blocks[-1][1].num_rows:
+            (first, a), (_, b) = self.blocks[-2], self.blocks[-1]
+            self.blocks[-2:] = [(first, pa.concat_tables([a, b]))]
+        if self.blocks:  # one chunk per column: a take reads one array, not one per batch
+            first, last = self.blocks[-1]
+            if any(c.num_chunks > 1 for c in last.columns):
+                self.blocks[-1] = (first, last.combine_chunks())
 
 
 @dataclass(eq=False)
