@@ -688,8 +688,11 @@ class StreamSession:
         out = [make(key, names[g], "realized" if f else "exited", instant(t), p)
                for key, g, f, t, p in zip(who, seg.tolist(), flips.tolist(),
                                           at[row].tolist(), index[row].tolist(), strict=True)]
-        for g in np.unique(seg).tolist():  # the bitmaps follow the final states
-            changed = np.unique(index[row[seg == g]])
+        # The bitmaps follow the final states; the changes come segment by segment.
+        cuts = np.flatnonzero(np.diff(seg)) + 1
+        for lo, hi in itertools.pairwise([0, *cuts.tolist(), len(seg)]):
+            changed = np.unique(index[row[lo:hi]])
+            g = int(seg[lo])
             now_in = self._dense[changed, segs[g]].astype(bool)
             bm = self._members[names[g]]
             bm |= BitMap(changed[now_in].astype(np.uint32))
