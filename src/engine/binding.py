@@ -31,16 +31,25 @@ _NUMPY = {"int": np.int64, "float": np.float64, "bool": np.bool_, "timestamp": n
 
 def bind(args: tuple[Arg, ...], store: ProfileStore, now_ms: int | np.ndarray,
          segments: Mapping[str, np.ndarray], cache: dict[Any, Any], *,
-         shared: dict[Any, Any] | None = None) -> list[Any]:
+         shared: dict[Any, Any] | None = None,
+         gating: tuple[np.ndarray, Mapping[str, np.ndarray]] | None = None) -> list[Any]:
     """The values of ``args`` for a run at ``now_ms`` (an instant per profile for a
     timeline kernel, `engine.codegen.assemble`); store-only values are cached in
     ``cache``, and values that do not depend on the store (parameters, constant arrays,
     windows at one instant) in ``shared``, which may outlive the store: a streaming session
-    binds the same kernel to a new small store on every call."""
+    binds the same kernel to a new small store on every call. ``gating``: a gated
+    timeline's gates (per row) and, per windows argument, its instances' masks: windows
+    are bound only where the kernel reads them (`engine.timers.bind_rows`)."""
     if shared is None:
         return [_value(a, store, now_ms, segments, cache) for a in args]
     out = []
     for a in args:
+        if gating is not None and a.name in gating[1]:
+            kind, refs = a.ref if a.kind == "stack" else (a.kind, (a.ref,))
+            rows = _timed_rows([r[0] for r in refs], kind, now_ms, cache,  # type: ignore[arg-type]
+                               gates=gating[0], masks=gating[1][a.name])
+            out.append(rows if a.kind == "stack" else rows[0])
+            continue
         key = _shared_key(a, now_ms)
         if key is not None:
             found = shared.get(key)
@@ -163,6 +172,7 @@ class OneBinder:
 
 
 _STORELESS = ("param", "array", "window", "window_bounds", "period")
+_NO_GATES = np.zeros(0, np.int64)
 # Kinds computed from the dictionaries of their first reference (translate: two).
 _FROM_DICTIONARY = ("code", "string_in", "string_test", "dictionary_size", "regex_map",
                     "chars", "char_offsets", "translate")
@@ -211,13 +221,13 @@ def _value(a: Arg, store: ProfileStore, now_ms: Any, segments: Mapping[str, np.n
     return cache[key]
 
 
-def _timed_rows(conditions: list[Any], kind: str, nows: np.ndarray, cache: dict[Any, Any]
-                ) -> np.ndarray:
+def _timed_rows(conditions: list[Any], kind: str, nows: np.ndarray, cache: dict[Any, Any], *,
+                gates: np.ndarray = _NO_GATES, masks: np.ndarray = _NO_GATES) -> np.ndarray:
     """A timeline's windows (`engine.timers.bind_rows`) of these time conditions, one per
     instance of a shape: an array (condition, row, bounds), shared by the arguments that
-    bind the same conditions in one call."""
+    bind the same conditions (with the same masks) in one call."""
     specs = tuple(spec_of(c, strict=True) for c in conditions)
-    key = ("rows", specs, kind)
+    key = ("rows", specs, kind, masks.tobytes())
     found = cache.get(key)
     if found is None:
         hows = _HOWS.get(specs)
@@ -225,7 +235,8 @@ def _timed_rows(conditions: list[Any], kind: str, nows: np.ndarray, cache: dict[
             if len(_HOWS) > 4096:
                 _HOWS.clear()
             hows = _HOWS[specs] = how_of(np.array(specs, np.int64))
-        found = cache[key] = bind_rows(np.array(specs, np.int64), hows, nows, _TIMED_ROWS[kind])
+        found = cache[key] = bind_rows(np.array(specs, np.int64), hows, nows, _TIMED_ROWS[kind],
+                                       gates, masks)
     return found
 
 

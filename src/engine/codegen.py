@@ -16,7 +16,7 @@ a partition, pruned to the time window when the filter has a constant one.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,6 +62,9 @@ class KernelSource:
     source: str
     args: tuple[Arg, ...]
     segments: tuple[str, ...]
+    # A timeline kernel's per-row windows: argument name -> the segment of each instance
+    # (a gated call binds a row's windows only for the instances its gate lets run).
+    windows: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,7 @@ def assemble(shapes: dict[str, Shape], *, timeline: bool = False) -> KernelSourc
     prologue: list[str] = []
     body: list[str] = []
     order: list[str] = []
+    windows: dict[str, tuple[str, ...]] = {}  # (see KernelSource.windows)
 
     def new_arg(kind: str, ref: tuple[Any, ...]) -> str:
         args.append(Arg(f"a{len(args)}", kind, ref))
@@ -191,6 +195,8 @@ def assemble(shapes: dict[str, Shape], *, timeline: bool = False) -> KernelSourc
                 result = pick.sub(a.name, result)
             if looped and a.kind in _PER_INSTANCE:
                 stacked = new_arg("stack", (a.kind, tuple(shapes[n].args[k].ref for n in names)))
+                if per_row and a.kind in _TIMED:
+                    windows[stacked] = tuple(names)
                 if a.kind in _SCALAR:
                     swap[a.name] = f"{a.name}_{j}"
                     scalars.append(f"{a.name}_{j} = {stacked}[{inst}]")
@@ -201,6 +207,8 @@ def assemble(shapes: dict[str, Shape], *, timeline: bool = False) -> KernelSourc
                 swap[a.name] = new_arg(a.kind, a.ref)
                 if per_row:
                     rows[a.name] = "row"
+                    if a.kind in _TIMED:
+                        windows[swap[a.name]] = (names[0],)
             else:
                 key = repr((a.kind, a.ref))
                 if key not in shared:
@@ -240,7 +248,7 @@ def assemble(shapes: dict[str, Shape], *, timeline: bool = False) -> KernelSourc
         *body,
         "",
     ])
-    return KernelSource(source, tuple(args), tuple(order))
+    return KernelSource(source, tuple(args), tuple(order), windows)
 
 
 class _Renamer:

@@ -403,13 +403,19 @@ class Engine:
             kernel = compile_kernel(ks.source)
             if len(self._shared_bound) > 50_000:
                 self._shared_bound.clear()
-            values = bind(ks.args, store, now[:, 0].copy() if timeline else int(now), out, cache,
-                          shared=self._shared_bound)
-            result = np.full((len(group), max(n, 1)), 2 if timeline else 0, np.uint8)
+            gating = None
             if timeline:  # (segments others read are never gated: they read whole rows)
-                gmask = np.array([-1 if gate_masks is None or name in referenced
-                                  else gate_masks.get(name, -1) for name in ks.segments],
-                                 np.int64)
+                mask_of = {name: -1 if gate_masks is None or name in referenced
+                           else gate_masks.get(name, -1) for name in ks.segments}
+                gmask = np.array([mask_of[name] for name in ks.segments], np.int64)
+                if gates is not None:
+                    gating = (now[:, 2].copy(), {arg: np.array([mask_of[s] for s in owners],
+                                                               np.int64)
+                                                 for arg, owners in ks.windows.items()})
+            values = bind(ks.args, store, now[:, 0].copy() if timeline else int(now), out, cache,
+                          shared=self._shared_bound, gating=gating)
+            result = np.full((len(group), max(n, 1)), 2 if timeline else 0, np.uint8)
+            if timeline:
                 kernel(0, n, now, result, gmask, *values)
             else:
                 kernel(0, n, now, result, *values)

@@ -289,14 +289,18 @@ def bounds_at(spec: np.ndarray, x: int) -> tuple[int, int, int, int, int, int, i
 
 
 @numba.njit(cache=True, parallel=False)
-def bind_rows(specs: np.ndarray, hows: np.ndarray, nows: np.ndarray, kind: int) -> np.ndarray:
+def bind_rows(specs: np.ndarray, hows: np.ndarray, nows: np.ndarray, kind: int,  # noqa: PLR0917 (numba)
+              gates: np.ndarray, masks: np.ndarray) -> np.ndarray:
     """Per spec of ``specs`` and instant of ``nows``, what `engine.binding` binds for an
     argument of that spec at that instant (``out[spec, row]``): kind 0 the five windows (10
     values), 1 their hull (lo, hi), 2 the reference's (s, e). ``hows``: how each bound
     moves (`how_of`); when none is searched, a bound is its value at the first instant,
-    shifted (3x faster than `bounds_at` a row). One call for every instance of a shape."""
+    shifted (3x faster than `bounds_at` a row). One call for every instance of a shape.
+    With ``gates`` (a gated timeline's, a mask per row; empty: none), spec j's rows whose
+    gate shares no bit with ``masks[j]`` are left unset: the kernel does not read them."""
     width = 10 if kind == 0 else 2
     out = np.empty((len(specs), len(nows), width), np.int64)
+    gated = len(gates) > 0
     base = np.empty(10, np.int64)
     w = np.empty(10, np.int64)
     x0 = nows[0] if len(nows) else 0
@@ -309,6 +313,8 @@ def bind_rows(specs: np.ndarray, hows: np.ndarray, nows: np.ndarray, kind: int) 
         for k in range(10):
             base[k] = first[k] - x0 if how[k] == 1 else first[k]
         for r in range(len(nows)):
+            if gated and (gates[r] & masks[j]) == 0:
+                continue
             if searched:
                 ends = bounds_at(spec, nows[r])
                 for k in range(10):
