@@ -95,6 +95,25 @@ def timed_definitions(draw: st.DrawFn, world: typed.World) -> str:
     return text.replace("{f}", "")
 
 
+def engine_of(data: st.DataObject, ds: Any, store: ProfileStore, *, timed: int
+              ) -> tuple[Engine, dict[str, str]]:
+    """An engine over ``store`` with 1-4 random definitions (name -> text) that check, the
+    first ``timed`` of them changing with time (`timed_definitions`)."""
+    definitions: dict[str, str] = {}
+    for k in range(data.draw(st.integers(1, 4), label="n")):
+        text = data.draw(timed_definitions(ds.world) if k < timed else typed.definitions(
+            ds.world, list(definitions), depth=2), label=f"s{k}")
+        try:
+            engine.check(text, store.schema, segments=list(definitions))
+        except engine.SegmentError:
+            continue
+        definitions[f"s{k}"] = text
+    eng = Engine(store, threads=1, tier="kernel", background=False)
+    for name, text in definitions.items():
+        eng.define(name, text)
+    return eng, definitions
+
+
 class StreamMachine(RuleBasedStateMachine):
     """Random definitions over a random store; random ingests and advances."""
 
@@ -272,18 +291,7 @@ def test_one_event_path_equals_general_path(data: st.DataObject) -> None:
         source = source.filter(pc.is_valid(source.column("eventType")))
     if not source.num_rows or not len(store):
         return
-    definitions: dict[str, str] = {}
-    for k in range(data.draw(st.integers(1, 4), label="n")):
-        text = data.draw(timed_definitions(ds.world) if k == 0 else typed.definitions(
-            ds.world, list(definitions), depth=2), label=f"s{k}")
-        try:
-            engine.check(text, store.schema, segments=list(definitions))
-        except engine.SegmentError:
-            continue
-        definitions[f"s{k}"] = text
-    eng = Engine(store, threads=1, tier="kernel", background=False)
-    for name, text in definitions.items():
-        eng.define(name, text)
+    eng, definitions = engine_of(data, ds, store, timed=1)
     at = data.draw(typed.at_instants(), label="at")
     fast, slow = eng.stream(at), eng.stream(at)
     slow._one = None  # the general path only
@@ -352,18 +360,7 @@ def test_advance_in_small_steps_equals_one_advance(data: st.DataObject) -> None:
     ds = data.draw(typed.datasets(max_profiles=8), label="dataset")
     store = ds.load()
     source = ds.events
-    definitions: dict[str, str] = {}
-    for k in range(data.draw(st.integers(1, 4), label="n")):
-        text = data.draw(timed_definitions(ds.world) if k < 2 else typed.definitions(
-            ds.world, list(definitions), depth=2), label=f"s{k}")
-        try:
-            engine.check(text, store.schema, segments=list(definitions))
-        except engine.SegmentError:
-            continue
-        definitions[f"s{k}"] = text
-    eng = Engine(store, threads=1, tier="kernel", background=False)
-    for name, text in definitions.items():
-        eng.define(name, text)
+    eng, definitions = engine_of(data, ds, store, timed=2)
     at = data.draw(typed.at_instants(), label="at")
     once, steps = eng.stream(at), eng.stream(at)
     once._ahead_ms = 0

@@ -389,8 +389,8 @@ class Engine:
             n = len(store)
         out = dict(masks or {})
         wanted = set(names)
-        referenced = {r for seg in self._segments.values() for r in seg.refs} if (
-            gate_masks is not None) else set()
+        referenced = self._referenced() if gate_masks is not None else set()
+        row_gates = None if gates is None else np.ascontiguousarray(gates, np.int64)
         same = store is self.store or layout(store) == self._layout()
         cache: dict[Any, Any] = {}
         for group in self.groups():
@@ -408,10 +408,9 @@ class Engine:
                 mask_of = {name: -1 if gate_masks is None or name in referenced
                            else gate_masks.get(name, -1) for name in ks.segments}
                 gmask = np.array([mask_of[name] for name in ks.segments], np.int64)
-                if gates is not None:
-                    gating = (now[:, 2].copy(), {arg: np.array([mask_of[s] for s in owners],
-                                                               np.int64)
-                                                 for arg, owners in ks.windows.items()})
+                if row_gates is not None:
+                    gating = (row_gates, {arg: np.array([mask_of[s] for s in owners], np.int64)
+                                          for arg, owners in ks.windows.items()})
             values = bind(ks.args, store, now[:, 0].copy() if timeline else int(now), out, cache,
                           shared=self._shared_bound, gating=gating)
             result = np.full((len(group), max(n, 1)), 2 if timeline else 0, np.uint8)
@@ -458,7 +457,7 @@ class Engine:
         if hit is None:
             ks = self.source(group)
             binder = OneBinder(ks.args, self.store)
-            referenced = {r for seg in self._segments.values() for r in seg.refs}
+            referenced = self._referenced()
             binder.referenced = [k for k, n in enumerate(ks.segments) if n in referenced]
             hit = self._binders[key] = (ks, compile_kernel(ks.source), binder)
         return hit
@@ -513,6 +512,10 @@ class Engine:
             sub = self.store.subset([], attributes=pa.table({self._key_name(): keys}))
         masks = self.evaluate_subset(sub.store, names, at)
         return [name for name in self._segments if masks[name][0]]
+
+    def _referenced(self) -> set[str]:
+        """The segments some definition reads through ``inSegment``."""
+        return {r for seg in self._segments.values() for r in seg.refs}
 
     def _unbind_if_compacted(self) -> None:
         """Start over from the definitions if the store's arrays changed (`ProfileStore.

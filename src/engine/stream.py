@@ -683,21 +683,33 @@ class StreamSession:
                 seg, row, flips = seg[~ahead], row[~ahead], flips[~ahead]
         if not len(row):
             return []
-        who = keys.take(pa.array(rows[row])).to_pylist()
-        make = MembershipChange._of
-        out = [make(key, names[g], "realized" if f else "exited", instant(t), p)
-               for key, g, f, t, p in zip(who, seg.tolist(), flips.tolist(),
-                                          at[row].tolist(), index[row].tolist(), strict=True)]
-        # The bitmaps follow the final states; the changes come segment by segment.
-        cuts = np.flatnonzero(np.diff(seg)) + 1
-        for lo, hi in itertools.pairwise([0, *cuts.tolist(), len(seg)]):
-            changed = np.unique(index[row[lo:hi]])
-            g = int(seg[lo])
-            now_in = self._dense[changed, segs[g]].astype(bool)
-            bm = self._members[names[g]]
+        cols = segs[seg]
+        self._follow(index[row], cols)
+        return self._made(keys.take(pa.array(rows[row])).to_pylist(), cols, flips, at[row],
+                          index[row])
+
+    def _follow(self, index: np.ndarray, cols: np.ndarray) -> None:
+        """The bitmaps brought to the dense state, for the (profile, segment column) pairs
+        ``index``, ``cols`` that changed."""
+        order = np.argsort(cols, kind="stable")
+        cols, index = cols[order], index[order]
+        cuts = np.flatnonzero(np.diff(cols)) + 1
+        for lo, hi in itertools.pairwise([0, *cuts.tolist(), len(cols)]):
+            changed = np.unique(index[lo:hi])
+            c = int(cols[lo])
+            now_in = self._dense[changed, c].astype(bool)
+            bm = self._members[self._names[c]]
             bm |= BitMap(changed[now_in].astype(np.uint32))
             bm -= BitMap(changed[~now_in].astype(np.uint32))
-        return out
+
+    def _made(self, keys: list[Any], cols: np.ndarray, flips: np.ndarray, at: np.ndarray,
+              index: np.ndarray) -> list[MembershipChange]:
+        """The changes as objects: profile ``keys`` (``index``) entered (flip 1) or left
+        segment column ``cols`` at ``at``."""
+        make, names = MembershipChange._of, self._names
+        return [make(k, names[c], "realized" if f else "exited", instant(t), i)
+                for k, c, f, t, i in zip(keys, cols.tolist(), flips.tolist(), at.tolist(),
+                                         index.tolist(), strict=True)]
 
     def _release(self, limit: int) -> list[MembershipChange]:
         """The changes computed ahead (`_runs`) up to ``limit``, applied, in time order."""
@@ -708,15 +720,8 @@ class StreamSession:
         key = p * len(self._names) + col
         last = len(key) - 1 - np.unique(key[::-1], return_index=True)[1]  # each one's last
         self._dense[p[last], col[last]] = flip[last]
-        for c in np.unique(col[last]).tolist():
-            mine = last[col[last] == c]
-            bm = self._members[self._names[c]]
-            bm |= BitMap(p[mine][flip[mine] == 1].astype(np.uint32))
-            bm -= BitMap(p[mine][flip[mine] == 0].astype(np.uint32))
-        make = MembershipChange._of
-        return [make(k, self._names[c], "realized" if f else "exited", instant(t), i)
-                for k, c, f, t, i in zip(_keys_of(self.store, p).to_pylist(), col.tolist(),
-                                         flip.tolist(), at.tolist(), p.tolist(), strict=True)]
+        self._follow(p, col)
+        return self._made(_keys_of(self.store, p).to_pylist(), col, flip, at, p)
 
     def _evaluate_all(self, names: set[str], at: int) -> list[MembershipChange]:
         """Every profile, for the definitions that change at midnight."""

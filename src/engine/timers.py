@@ -85,6 +85,11 @@ class Timers:
         return not len(self.specs) and not self.daily
 
     @functools.cached_property
+    def bits(self) -> np.ndarray:
+        """Each spec's gate bit (`gate_mask`), as `candidates` marks its rows."""
+        return np.array([gate_mask([s]) for s in range(len(self.specs))], np.int64)
+
+    @functools.cached_property
     def how(self) -> np.ndarray:
         """How each bound of each spec moves (`how_of`)."""
         return how_of(self.specs)
@@ -464,12 +469,12 @@ def next_changes(store: ProfileStore, timers: Timers, x0: int | np.ndarray) -> n
 @_jit
 def _collect(offsets: np.ndarray, values: np.ndarray, valid: np.ndarray,  # noqa: PLR0917 (numba)
              is_sorted: bool, scale: int, shift: int, feeds: np.ndarray, x0s: np.ndarray,
-             limit: int, specs: np.ndarray, how: np.ndarray, found: np.ndarray, n: int
-             ) -> tuple[np.ndarray, int]:
+             limit: int, specs: np.ndarray, how: np.ndarray, bits: np.ndarray,
+             found: np.ndarray, n: int) -> tuple[np.ndarray, int]:
     """Every instant in (x0s[p], limit] at which a bound of profile p reaches one of its
     data instants, appended to ``found`` from row ``n`` on as (profile, instant, gate) rows
-    (``gate``: the spec's bit, see `gate_mask`), which grows as needed; returns it and the
-    new row count.
+    (``gate``: the spec's bit, ``bits[s]``), which grows as needed; returns it and the new
+    row count.
 
     A window's lower end k (even) flips ``lo <= t`` when it reaches t + 1, its upper end
     (odd) ``t <= hi`` when it reaches t; a reference (a period's [s, e), ``now`` compared
@@ -495,7 +500,6 @@ def _collect(offsets: np.ndarray, values: np.ndarray, valid: np.ndarray,  # noqa
             if not feeds[s]:
                 continue
             spec = specs[s]
-            bit = np.int64(1) << np.int64(s & 63)
             if searched[s]:
                 ends = bounds_at(spec, x0)
                 for k in range(10):
@@ -528,7 +532,7 @@ def _collect(offsets: np.ndarray, values: np.ndarray, valid: np.ndarray,  # noqa
                             found = grown
                         found[n, 0] = p
                         found[n, 1] = x
-                        found[n, 2] = bit
+                        found[n, 2] = bits[s]
                         n += 1
     return found, n
 
@@ -559,7 +563,7 @@ def candidates(store: ProfileStore, timers: Timers, x0: np.ndarray, limit: int
     x0s = np.asarray(x0, np.int64)
     found, m = np.empty((4 * n, 3), np.int64), 0
     for source in _sources(store, timers):
-        found, m = _collect(*source, x0s, limit, specs, how, found, m)
+        found, m = _collect(*source, x0s, limit, specs, how, timers.bits, found, m)
     rows, out, bits = found[:m, 0], found[:m, 1], found[:m, 2]
     lo = int(out.min(initial=0))
     span = int(out.max(initial=0)) - lo + 1

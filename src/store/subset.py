@@ -378,14 +378,12 @@ class _Side:
     """One side (upserts or events) of the delta's batches, indexed by profile."""
 
     runs: _Runs = field(default_factory=_Runs)
-    starts: list[int] = field(default_factory=list)  # each batch's first row id
-    tables: list[pa.Table | None] = field(default_factory=list)
     # The batches' rows as a few tables: (first row id, the rows of consecutive batches of
     # one schema, a chunk per column). A session adds a batch per call (one event each, on
     # the one-event path): read batch by batch, a profile's rows would cost a take per
     # batch that holds one, growing with the session.
     blocks: list[tuple[int, pa.Table]] = field(default_factory=list)
-    blocked: int = 0  # batches in blocks
+    pending: list[tuple[int, pa.Table]] = field(default_factory=list)  # not in a block yet
 
     def add(self, batches: list[tuple[pa.Table | None, np.ndarray | None]]) -> None:
         """Index batches' rows: (table, each row's profile) each, in arrival order. One
@@ -393,9 +391,10 @@ class _Side:
         total = self.runs.total
         profiles = []
         for table, profile in batches:
-            self.starts.append(total)
-            self.tables.append(table)
             if profile is not None:
+                if len(profile):
+                    assert table is not None
+                    self.pending.append((total, table))
                 profiles.append(profile)
                 total += len(profile)
         self.runs.add(np.concatenate(profiles) if profiles else np.zeros(0, np.int64))
@@ -418,16 +417,13 @@ class _Side:
         """The batches not in a block yet, made blocks (one per run of one schema); a block
         merges with the one before while that one is at most twice its size, like a binary
         counter: O(log) copies of a row over a session, a few blocks to read."""
-        for b in range(self.blocked, len(self.tables)):
-            table = self.tables[b]
-            if table is None or not table.num_rows:
-                continue
-            if self.blocks and b > self.blocked and self.blocks[-1][1].schema == table.schema:
+        for k, (start, table) in enumerate(self.pending):
+            if k and self.blocks[-1][1].schema == table.schema:
                 first, last = self.blocks[-1]  # this call's batches: one block (no copy yet)
                 self.blocks[-1] = (first, pa.concat_tables([last, table]))
             else:
-                self.blocks.append((self.starts[b], table))
-        self.blocked = len(self.tables)
+                self.blocks.append((start, table))
+        self.pending.clear()
         while len(self.blocks) > 1 and self.blocks[-2][1].schema == self.blocks[-1][1].schema \
                 and self.blocks[-2][1].num_rows <= 2 * self.blocks[-1][1].num_rows:
             (first, a), (_, b) = self.blocks[-2], self.blocks[-1]

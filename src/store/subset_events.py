@@ -96,17 +96,14 @@ def shrink(col: Column, strings: Strings | None = None) -> Column:
         if seen.all():
             return col
         used = np.flatnonzero(seen)
-        new_code = np.cumsum(seen, dtype=np.int32) - 1
-        recoded = new_code[codes]
-        if col.offsets is None:
-            recoded[codes < 0] = -1
+        recoded = (np.cumsum(seen, dtype=np.int32) - 1)[codes]
     else:
         used = unique(codes[codes >= 0] if col.offsets is None else codes)
         if len(used) == size:
             return col
         recoded = np.searchsorted(used, codes).astype(np.int32)
-        if col.offsets is None:
-            recoded[codes < 0] = -1
+    if col.offsets is None:
+        recoded[codes < 0] = -1
     dictionary = (strings.take(col.dictionary, used) if strings is not None
                   else col.dictionary.take(pa.array(used, pa.int64())))
     return Column(col.dtype, recoded, col.valid, col.offsets, dictionary)
