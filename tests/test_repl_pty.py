@@ -23,6 +23,12 @@ pyte = pytest.importorskip("pyte")
 ROWS, COLUMNS = 50, 140
 
 
+def _prompt_after(text: str, wanted: str) -> bool:
+    """Whether a fresh prompt line follows the last ``wanted`` on the screen."""
+    below = text[text.rindex(wanted) + len(wanted) :].split("\n")[1:]
+    return any(line.startswith("pqlite>") for line in below)
+
+
 class Terminal:
     """A program on a pty and the screen a terminal would show for it."""
 
@@ -47,13 +53,20 @@ class Terminal:
             except pexpect.EOF:
                 return
 
-    def wait_for(self, wanted: str, timeout: float = 30.0, times: int = 1) -> str:
-        """Read until ``wanted`` is on the screen (``times`` times); the screen then."""
+    def wait_for(self, wanted: str, timeout: float = 30.0, times: int = 1, whole: bool = True) -> str:
+        """Read until ``wanted`` is on the screen (``times`` times); the screen then.
+
+        With ``whole``, also until the prompt is back below it: the program writes a
+        command's output in pieces, and an assertion on a screen caught between two
+        pieces would fail by chance. Text on the prompt line itself (a continuation,
+        a completion, a search) passes ``whole=False``.
+        """
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             self.read(0.1)
-            if self.text().count(wanted) >= times:
-                return self.text()
+            text = self.text()
+            if text.count(wanted) >= times and (not whole or _prompt_after(text, wanted)):
+                return text
             if not self.child.isalive():
                 self.read(0.2)
                 break
@@ -82,7 +95,7 @@ def term(store: Path, tmp_path: Path) -> Iterator[Terminal]:
                TERM="xterm-256color", COLUMNS=str(COLUMNS), LINES=str(ROWS))
     pqlite = Path(sys.executable).with_name("pqlite")
     t = Terminal([str(pqlite) if pqlite.exists() else "pqlite", "repl", str(store)], env)
-    t.wait_for("pqlite>")
+    t.wait_for("pqlite>", whole=False)
     yield t
     if t.child.isalive():
         t.child.terminate(force=True)
@@ -109,7 +122,7 @@ def test_a_person_at_the_repl(term: Terminal, tmp_path: Path) -> None:
     # A long definition over two lines: Enter continues while a bracket is open.
     term.clear()
     term.type(':define buyers xEvent[eventType = "purchase"\r')
-    term.wait_for("...>")
+    term.wait_for("...>", whole=False)
     term.type("  and timestamp occurs < 7 days before now].count() >= 1\r")
     screen = term.wait_for("defined buyers")
     assert "profiles (" in screen
@@ -122,7 +135,7 @@ def test_a_person_at_the_repl(term: Terminal, tmp_path: Path) -> None:
     # Tab completes a field of the schema.
     term.clear()
     term.type("lifetime\t")
-    term.wait_for("lifetime_value")
+    term.wait_for("lifetime_value", whole=False)
     term.type(" > 1000\r")
     term.wait_for("profiles (")
 
@@ -149,7 +162,7 @@ def test_ctrl_c_history_search_and_ctrl_d(term: Terminal) -> None:
     term.type('country = "US"\r')
     term.wait_for("% of 1,000)", times=2)
     term.type("\x12age >")  # Ctrl-R: search the history
-    term.wait_for("I-search backward: age >")
+    term.wait_for("I-search backward: age >", whole=False)
     term.type("\r")  # take what it found...
     term.type("\r")  # ...and evaluate it
     screen = term.wait_for("0 profiles (0.00% of 1,000)", times=2)
