@@ -47,8 +47,26 @@ def test_several_masks_on_threads() -> None:
     assert masks_to_bitmaps(masks, threads=2) == [expected(m) for m in masks]
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_rows_of_a_kernel_output_as_they_are(threads: int) -> None:
+    # A kernel's output: rows padded to 64 bytes, garbage after the profiles (ignored).
+    rng = np.random.default_rng(threads)
+    n = 3 * 65_536 + 77
+    rows = rng.integers(0, 3, (5, -(-n // 64) * 64)).astype(np.uint8)
+    rows[1] = 0
+    rows[2, : 70_000] = 0
+    got = masks_to_bitmaps(rows, threads, n)
+    assert got == [expected(r[:n]) for r in rows]
+    assert masks_to_bitmaps(rows[:, :n].astype(bool), threads) == got  # rows not 8-byte long
+    assert masks_to_bitmaps([], threads) == []
+
+
 def test_refuses_what_is_not_a_mask() -> None:
     with pytest.raises(TypeError, match="mask"):
         portable_bytes(np.zeros((2, 2), np.uint8))
     with pytest.raises(TypeError, match="mask"):
         portable_bytes(np.zeros(3, np.int64))
+    with pytest.raises(ValueError, match="lengths"):
+        masks_to_bitmaps([np.zeros(3, np.uint8), np.zeros(4, np.uint8)])
+    with pytest.raises(ValueError, match="have no 9 first bytes"):
+        masks_to_bitmaps(np.zeros((2, 8), np.uint8), 1, 9)

@@ -243,8 +243,8 @@ def assemble(shapes: dict[str, Shape], *, timeline: bool = False) -> KernelSourc
         f"def kernel(start, stop, {'nows, out, gmask' if timeline else 'now, out'}{params}):",
         *(f"    {line}" for line in prologue),
         *(["    for row in range(start, stop):",
-           "        now, p, gate = nows[row, 0], nows[row, 1], nows[row, 2]"]
-          if timeline else ["    for p in range(start, stop):"]),
+           "        now, p, gate = nows[row, 0], np.uint64(nows[row, 1]), nows[row, 2]"]
+          if timeline else ["    for p in range(np.uint64(start), np.uint64(stop)):"]),
         *body,
         "",
     ])
@@ -498,7 +498,7 @@ class _Generator:
                                 self.type_field)
             offsets, n = self.arg("event_offsets", key), self.var("n")
             self.emit(f"{n} = 0")
-            with self.block(f"if {offsets}[p + 1] - {offsets}[p] >= "
+            with self.block(f"if {offsets}[p + U1] - {offsets}[p] >= "
                             f"{self.arg('param', 'int', need)}:"):
                 self.emit(f"{n} = {self.value(node.left, scope).code}")
             return self.compare_values(node.op, _Val(n, "True", lt),
@@ -756,7 +756,7 @@ class _Generator:
             values = self.arg("profile_values", node.name)
             offsets = self.arg("profile_offsets", node.name)
             j = self.var("j")
-            with self.block(f"for {j} in range({offsets}[p], {offsets}[p + 1]):"):
+            with self.block(f"for {j} in range({offsets}[p], {offsets}[p + U1]):"):
                 self.emit("pass")  # the body may emit nothing
                 body(_Val(f"{values}[{j}]", "True", element, ("profile", node.name)))
             return "True" if col.valid is None else f"{self.arg('profile_valid', node.name)}[p]"
@@ -896,14 +896,14 @@ class _Generator:
             col = self.store.profiles[node.name]
             offsets = self.arg("profile_offsets", node.name)
             valid = "True" if col.valid is None else f"{self.arg('profile_valid', node.name)}[p]"
-            return f"({valid} & ({offsets}[p + 1] > {offsets}[p]))"
+            return f"({valid} & ({offsets}[p + U1] > {offsets}[p]))"
         return self.some(node, scope, lambda v: "True")
 
     def list_count(self, node: ir.Expr, scope: _Scope) -> str:
         """The number of elements of a list (0 for a missing one)."""
         if isinstance(node, ir.Attr):
             offsets = self.arg("profile_offsets", node.name)
-            return f"({offsets}[p + 1] - {offsets}[p])"
+            return f"({offsets}[p + U1] - {offsets}[p])"
         n = self.var("n")
         self.emit(f"{n} = 0")
         self.each(node, scope, lambda v: self.emit(f"{n} += 1"))
@@ -1088,7 +1088,7 @@ class _Generator:
         time = self.arg("event_time", key)
         lo, hi, i = self.var("lo"), self.var("hi"), self.var("i")
         self.emit(f"{lo} = np.int64({offsets}[p])")
-        self.emit(f"{hi} = np.int64({offsets}[p + 1])")
+        self.emit(f"{hi} = np.int64({offsets}[p + U1])")
         exact = self.narrow_to_time(facts, scope, time, lo, hi)
         # Inside, the implicit event of the filters is this one, and so is ``var``'s.
         inner = scope_with(scope_with(scope, "", i, key), var, i, key)

@@ -40,6 +40,8 @@ from engine.runtime import (
 )
 from engine.runtime_lists import grow, keep_first, seq_equal, str_pair_test
 
+U1 = np.uint64(1)
+
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 '''
