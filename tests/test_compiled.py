@@ -897,6 +897,18 @@ def test_lists_over_an_event_type_without_events() -> None:
     assert_same(store, {f"x{k}": t for k, t in enumerate(texts)}, NOW)
 
 
+def test_only_loops_whose_index_is_a_whole_subscript_count_unsigned() -> None:
+    from engine.codegen import _unsigned_loops
+
+    lines = ["for i1 in range(lo, hi):", "    n += a[i1]",
+             "for i2 in range(lo, hi):", "    m += b[i2 + 1]",
+             "for i3 in range(lo, hi):", "    c[k, i3] = 1",
+             "for i4 in range(lo, hi, 2):", "    n += a[i4]"]
+    assert _unsigned_loops(lines, "x") == (
+        "for i1 in range(np.uint64(lo), np.uint64(hi)):", *lines[1:])
+    assert _unsigned_loops(lines[:2], "i1 > 0")[0] == lines[0]  # the result reads it
+
+
 @pytest.mark.parametrize("text", [
     'xEvent[eventType = "buy"].count() >= 2',
     "xEvent.count() > 2",
