@@ -500,7 +500,7 @@ def test_consecutive_runs_report_changes(b10, b10_results) -> None:
         eng.define(name, text)
     at1, at2 = synth.B10_NOW_MS, synth.B10_NOW_MS - 5 * DAY + 7 * HOUR
     first = eng.run(at1)
-    assert eng._spare  # so the second run writes its masks over the first's
+    assert eng._spare is not None  # so the second run writes its masks over the first's
     second = eng.run(at2)
     keys = store.keys.to_pylist()
 
