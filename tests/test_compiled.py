@@ -897,6 +897,15 @@ def test_lists_over_an_event_type_without_events() -> None:
     assert_same(store, {f"x{k}": t for k, t in enumerate(texts)}, NOW)
 
 
+def test_integer_overflow_wraps_even_against_an_operand() -> None:
+    """Numba marks signed arithmetic nsw; LLVM then folded ``x + c < x`` into ``c < 0``."""
+    store = store_of({"id": ["p0", "p1"], "i1": [3, 0]},
+                     {"id": ["p0"], "timestamp": [NOW - 1], "eventType": ["view"]})
+    texts = {"add": "(i1 + 9223372036854775807) < i1", "sub": "(i1 - 9223372036854775807) > i1",
+             "mul": "i1 * 4611686018427387904 < i1", "plain": "(i1 + 9223372036854775807) < 0"}
+    assert_same(store, texts, NOW)
+
+
 def test_only_loops_whose_index_is_a_whole_subscript_count_unsigned() -> None:
     from engine.codegen import _unsigned_loops
 

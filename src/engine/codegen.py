@@ -499,8 +499,11 @@ class _Generator:
                         self.emit(f"{out} = np.fmod({x}, {y})")
                     else:
                         self.emit(f"{out} = int_rem({a.code}, {b.code})")
-            else:
+            elif floats:
                 self.emit(f"{out} = {x} {node.op} {y}")
+            else:  # wraps around: Numba's signed + - * are nsw, which LLVM may fold
+                # (`x + c < x` into `c < 0`); unsigned ones are not
+                self.emit(f"{out} = np.int64(np.uint64({x}) {node.op} np.uint64({y}))")
         return _Val(out, ok, t)
 
     # ------------------------------------------------------------ comparisons
