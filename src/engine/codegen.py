@@ -1116,7 +1116,7 @@ class _Generator:
         self.emit(f"{hi} = np.int64({offsets}[p + U1])")
         exact = self.narrow_to_time(facts, scope, time, lo, hi)
         if after is not None:
-            self.emit(f"{lo}, {hi} = time_slice({time}, {lo}, {hi}, {after} + 1, {2**62})")
+            self.emit(f"{lo} = first_after({time}, {lo}, {hi}, {after})")
         # Inside, the implicit event of the filters is this one, and so is ``var``'s.
         inner = scope_with(scope_with(scope, "", i, key), var, i, key)
         inner.implied = inner.implied | {(id(conj), i) for conj in exact}
@@ -1339,7 +1339,6 @@ class _Generator:
                 with self.block(f"if {step_k} == {k}:"):  # the steps before it completed
                     source = ir.Filter(node.source, conjoin(self._step_conds(node, step)),
                                        dtype=Special.EVENTS)
-                    # (from the first event after the step before's completing one)
                     with self.scan(source, scope, ev, after=last if k else None) as inner:
                         index, key = inner.events[ev]
                         t_i = f"{self.arg('event_time', key)}[{index}]"
@@ -1382,8 +1381,8 @@ class _Generator:
         """One event of a chain's source, at TIME ``t_i``: the step it may count for.
         ``state``: the variables of the current step, its count and the TIME completing
         the previous step."""
-        step_k = state[0]
-        with self.block(f"if {t_i} > {state[2]}:"):
+        step_k, _, last = state
+        with self.block(f"if {t_i} > {last}:"):
             for k, step in enumerate(node.steps):
                 # elif: the event that completes a step cannot also count for the next
                 with self.block(f"{'if' if k == 0 else 'elif'} {step_k} == {k}:"):

@@ -36,7 +36,8 @@ import numba
 import numpy as np
 
 from engine.runtime import (
-    add_units, civil_from_days, contains, count_distinct, in_window, int_rem, time_slice,
+    add_units, civil_from_days, contains, count_distinct, first_after, in_window, int_rem,
+    time_slice,
 )
 from engine.runtime_lists import grow, keep_first, seq_equal, str_pair_test
 
