@@ -293,7 +293,7 @@ class Evaluations:
         timers = Timers.of(closure)
         if timers.empty:
             return {}, 0, False
-        _, instants, _ = candidates(one, timers, np.array([at_ms], np.int64), at_ms + HORIZON_MS)
+        _, instants, _, _ = candidates(one, timers, np.array([at_ms], np.int64), at_ms + HORIZON_MS)
         if timers.daily:
             first = (at_ms // DAY_MS + 1) * DAY_MS
             midnights = first + DAY_MS * np.arange(_CALENDAR_DAYS, dtype=np.int64)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import gc
 import heapq
 import io
 import itertools
@@ -625,7 +626,7 @@ class StreamSession:
             self.clock = max(self.clock, limit)
             return changes
         sub = subset(self.store, due, since=self._since(self._timed, self.clock))
-        rows, at, gates = candidates(sub.store, self._timers, first - 1, horizon)
+        rows, at, gates, nxt = candidates(sub.store, self._timers, first - 1, horizon)
         names = list(self._timed)
         # Chunks end where a profile's rows do: its state after rows ahead of the clock is
         # not kept anywhere but along its rows.
@@ -642,23 +643,23 @@ class StreamSession:
                                                   profiles=rows[part], gates=gates[part],
                                                   gate_masks=self._gates)
             changes += self._runs(index, names, masks, at[part], keys=sub.store.keys,
-                                  rows=rows[part], upto=limit)
-        nxt = next_changes(sub.store, self._timers, horizon)
+                                  rows=rows[part], upto=limit, gates=gates[part])
         self._next[sub.index] = nxt
         self.clock = max(self.clock, limit)
         changes.sort(key=lambda c: c.at)
         return changes
 
     def _runs(self, index: np.ndarray, names: list[str], masks: Mapping[str, np.ndarray],
-              at: np.ndarray, *, keys: pa.Array, rows: np.ndarray, upto: int | None = None
-              ) -> list[MembershipChange]:
+              at: np.ndarray, *, keys: pa.Array, rows: np.ndarray, upto: int | None = None,
+              gates: np.ndarray | None = None) -> list[MembershipChange]:
         """The changes along evaluated rows: row r is profile ``index[r]`` (``keys[rows[r]]``)
         evaluated at ``at[r]``; a profile's rows are consecutive, at successive instants (one
         row each, for an ingest); a change is a row that differs from the one before (the
         profile's state, for its first). Each profile's state becomes its last row's. A 2
         (a gated timeline's "not evaluated") is the value of the row before. ``upto``:
         rows after this instant are ahead of the clock: their changes wait in `_ahead`, and
-        a profile's state becomes its last row's up to it."""
+        a profile's state becomes its last row's up to it. ``gates``: a gated timeline's,
+        with the masks `_gates` gives its kernels."""
         m = len(index)
         if not m or not names:
             return []
@@ -670,7 +671,13 @@ class StreamSession:
         # Whole rows of the dense state, gathered once: a few cache lines per profile.
         known = np.ascontiguousarray(self._dense[firsts][:, segs].T)
         later = np.zeros(0, bool) if upto is None else at[:m] > upto
-        seg, row, flips = _diff(state, known, starts, later)
+        if gates is None:
+            seg, row, flips = _diff(state, known, starts, later)
+        else:
+            masks_of = np.array([self._gates[n] for n in names], np.int64)
+            seg, row, flips = _diff_gated(state, known, starts, later, gates, masks_of)
+            order = np.argsort(seg * m + row)  # segment by segment, as `_diff` gives them
+            seg, row, flips = seg[order], row[order], flips[order]
         block = self._dense[firsts]
         block[:, segs] = known.T
         self._dense[firsts] = block
@@ -707,9 +714,19 @@ class StreamSession:
         """The changes as objects: profile ``keys`` (``index``) entered (flip 1) or left
         segment column ``cols`` at ``at``."""
         make, names = MembershipChange._of, self._names
-        return [make(k, names[c], "realized" if f else "exited", instant(t), i)
-                for k, c, f, t, i in zip(keys, cols.tolist(), flips.tolist(), at.tolist(),
-                                         index.tolist(), strict=True)]
+        # Without the collector meanwhile: the objects hold no cycles, and a day of
+        # `advance` makes tens of thousands, each collection of the young ones walking them
+        # all again, and now and then a full one every object of the process (B10's day:
+        # 0.13-0.33 s here, now 0.12 s).
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return [make(k, names[c], "realized" if f else "exited", instant(t), i)
+                    for k, c, f, t, i in zip(keys, cols.tolist(), flips.tolist(), at.tolist(),
+                                             index.tolist(), strict=True)]
+        finally:
+            if collecting:
+                gc.enable()
 
     def _release(self, limit: int) -> list[MembershipChange]:
         """The changes computed ahead (`_runs`) up to ``limit``, applied, in time order."""
@@ -886,6 +903,98 @@ def _diff(state, known, starts, later):  # type: ignore[no-untyped-def]
             row = np.empty(k, np.int64)
             flips = np.empty(k, np.uint8)
     return seg, row, flips
+
+
+# The index of a 64-bit word's lowest set bit: (bit * _DE_BRUIJN) >> 58 is distinct for each.
+_DE_BRUIJN = np.uint64(0x03F79D71B4CB0A89)
+_LOWEST = np.zeros(64, np.int64)
+for _b in range(64):
+    _LOWEST[(0x03F79D71B4CB0A89 << _b) % 2**64 >> 58] = _b
+
+
+@numba.njit(cache=True, nogil=True)
+def _diff_gated(state, known, starts, later, gates, masks):  # type: ignore[no-untyped-def]  # noqa: PLR0917 (numba)
+    """`_diff` on a gated timeline: row r is read only for the segments whose gate mask
+    (``masks``, -1 for every row) shares a bit with the row's gate (``gates``); elsewhere
+    they are 2. A timeline evaluates a few of its definitions per row, so this reads a few
+    cells of a row, not every segment of every row (B10's day of `advance`: 117 → 57 ms).
+    The changes come out in row order."""
+    n_seg, m = state.shape
+    # The segments of each gate bit, as offsets into one array, and those of every row.
+    always = np.empty(n_seg, np.int64)
+    n_always = 0
+    ptr = np.zeros(65, np.int64)
+    for s in range(n_seg):
+        if masks[s] == -1:
+            always[n_always] = s
+            n_always += 1
+        else:
+            for b in range(64):
+                if (masks[s] >> b) & 1:
+                    ptr[b + 1] += 1
+    for b in range(64):
+        ptr[b + 1] += ptr[b]
+    of_bit = np.empty(ptr[64], np.int64)
+    fill = ptr[:64].copy()
+    for s in range(n_seg):
+        if masks[s] != -1:
+            for b in range(64):
+                if (masks[s] >> b) & 1:
+                    of_bit[fill[b]] = s
+                    fill[b] += 1
+    seen = np.full(n_seg, -1, np.int64)  # the last row that visited a segment
+    owner = np.full(n_seg, -1, np.int64)  # the profile whose values prev and kept hold
+    prev = np.zeros(n_seg, np.uint8)
+    kept = np.zeros(n_seg, np.uint8)  # the value on the profile's last row not later
+    touched = np.empty(n_seg, np.int64)  # the segments the profile's rows visited
+    todo = np.empty(n_seg, np.int64)
+    seg = np.empty(256, np.int64)
+    row = np.empty(256, np.int64)
+    flips = np.empty(256, np.uint8)
+    k = n_touched = 0
+    i = -1
+    for r in range(m):
+        if starts[r]:
+            for j in range(n_touched):
+                known[touched[j], i] = kept[touched[j]]
+            n_touched = 0
+            i += 1
+        n_todo = n_always
+        todo[:n_always] = always[:n_always]
+        g = np.uint64(gates[r])
+        while g:
+            low = g & (~g + np.uint64(1))
+            b = _LOWEST[(low * _DE_BRUIJN) >> np.uint64(58)]
+            g ^= low
+            for j in range(ptr[b], ptr[b + 1]):
+                s = of_bit[j]
+                if seen[s] != r:
+                    seen[s] = r
+                    todo[n_todo] = s
+                    n_todo += 1
+        for j in range(n_todo):
+            s = todo[j]
+            v = state[s, r]
+            if v == 2:
+                continue
+            if owner[s] != i:
+                owner[s] = i
+                prev[s] = kept[s] = known[s, i]
+                touched[n_touched] = s
+                n_touched += 1
+            if v != prev[s]:
+                if k == len(seg):
+                    seg = np.concatenate((seg, np.empty(k, np.int64)))
+                    row = np.concatenate((row, np.empty(k, np.int64)))
+                    flips = np.concatenate((flips, np.empty(k, np.uint8)))
+                seg[k], row[k], flips[k] = s, r, v
+                k += 1
+                prev[s] = v
+            if not len(later) or not later[r]:
+                kept[s] = prev[s]
+    for j in range(n_touched):
+        known[touched[j], i] = kept[touched[j]]
+    return seg[:k], row[:k], flips[:k]
 
 
 def _row(col: Column, p: int) -> Column:

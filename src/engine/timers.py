@@ -470,11 +470,12 @@ def next_changes(store: ProfileStore, timers: Timers, x0: int | np.ndarray) -> n
 def _collect(offsets: np.ndarray, values: np.ndarray, valid: np.ndarray,  # noqa: PLR0917 (numba)
              is_sorted: bool, scale: int, shift: int, feeds: np.ndarray, x0s: np.ndarray,
              limit: int, specs: np.ndarray, how: np.ndarray, bits: np.ndarray,
-             found: np.ndarray, n: int) -> tuple[np.ndarray, int]:
+             found: np.ndarray, n: int, after: np.ndarray) -> tuple[np.ndarray, int]:
     """Every instant in (x0s[p], limit] at which a bound of profile p reaches one of its
     data instants, appended to ``found`` from row ``n`` on as (profile, instant, gate) rows
     (``gate``: the spec's bit, ``bits[s]``), which grows as needed; returns it and the new
-    row count.
+    row count. ``after[p]`` is lowered to the first such instant past ``limit`` (what
+    `next_changes` at ``limit`` gives), found on the way.
 
     A window's lower end k (even) flips ``lo <= t`` when it reaches t + 1, its upper end
     (odd) ``t <= hi`` when it reaches t; a reference (a period's [s, e), ``now`` compared
@@ -509,20 +510,21 @@ def _collect(offsets: np.ndarray, values: np.ndarray, valid: np.ndarray,  # noqa
                     continue
                 e1 = stop[s, k]
                 e0 = start[k] if how[s, k] == 2 else x0 + (e1 - limit)
-                if e1 <= e0:
-                    continue
+                e0 = min(e0, e1)  # (a bound that did not move still has a next threshold)
+                nearest = NEVER  # the least threshold above e1: the next change past limit
                 first = lo + np.searchsorted(values[lo:hi], e0) if plain else lo
                 for i in range(first, hi):
                     if not whole and not valid[i]:
                         continue
                     t = values[i] * scale + shift
-                    if plain and t > e1:
-                        break
                     for v in (t, t + 1):
-                        if not (e0 < v <= e1):
-                            continue
                         if spec[0] != _REFERENCE and (v == t) == (k % 2 == 0):
                             continue  # the other side of a window's end
+                        if v > e1:
+                            nearest = min(nearest, v)
+                            continue
+                        if v <= e0:
+                            continue
                         x = v - (e0 - x0) if how[s, k] == 1 else _first_reaching(spec, k, x0, v)
                         if x <= x0 or x > limit:
                             continue
@@ -534,6 +536,13 @@ def _collect(offsets: np.ndarray, values: np.ndarray, valid: np.ndarray,  # noqa
                         found[n, 1] = x
                         found[n, 2] = bits[s]
                         n += 1
+                    if plain and t > e1:
+                        break  # sorted: its thresholds are the least above e1
+                if nearest != NEVER:
+                    x = (nearest - (e1 - limit) if how[s, k] == 1
+                         else _first_reaching(spec, k, limit, nearest))
+                    if limit < x < after[p]:
+                        after[p] = x
     return found, n
 
 
@@ -548,22 +557,25 @@ def gate_mask(specs: Iterable[int]) -> int:
 
 
 def candidates(store: ProfileStore, timers: Timers, x0: np.ndarray, limit: int
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Every instant in (x0[p], limit] at which time alone may change profile p of
     ``store`` (its data fixed): (profile rows, instants, gates), sorted by profile and
     instant, without repeats. The instants where `next_changes` would land, one after
     another, all at once. ``gates[r]`` has the bit (`gate_mask`) of each spec that moves there
-    (as an int64): a definition using none of them keeps its value from the row before."""
+    (as an int64): a definition using none of them keeps its value from the row before.
+    Fourth, per profile, the next such instant past ``limit``: `next_changes` at ``limit``,
+    from the same pass."""
     n = len(store)
     specs = timers.specs
     none_rows = np.zeros(0, np.int64)
+    after = np.full(n, NEVER, np.int64)
     if not len(specs) or not n:
-        return none_rows, none_rows, none_rows
+        return none_rows, none_rows, none_rows, after
     how = timers.how
     x0s = np.asarray(x0, np.int64)
     found, m = np.empty((4 * n, 3), np.int64), 0
     for source in _sources(store, timers):
-        found, m = _collect(*source, x0s, limit, specs, how, timers.bits, found, m)
+        found, m = _collect(*source, x0s, limit, specs, how, timers.bits, found, m, after)
     rows, out, bits = found[:m, 0], found[:m, 1], found[:m, 2]
     lo = int(out.min(initial=0))
     span = int(out.max(initial=0)) - lo + 1
@@ -576,7 +588,7 @@ def candidates(store: ProfileStore, timers: Timers, x0: np.ndarray, limit: int
     starts[1:] = (rows[1:] != rows[:-1]) | (out[1:] != out[:-1])
     first = np.flatnonzero(starts)
     gates = np.bitwise_or.reduceat(bits, first) if m else bits
-    return rows[first], out[first], gates
+    return rows[first], out[first], gates, after
 
 
 _Source = tuple[np.ndarray, np.ndarray, np.ndarray, bool, int, int, np.ndarray]
