@@ -511,6 +511,8 @@ def _collect(offsets: np.ndarray, values: np.ndarray, valid: np.ndarray,  # noqa
                 e1 = stop[s, k]
                 e0 = start[k] if how[s, k] == 2 else x0 + (e1 - limit)
                 e0 = min(e0, e1)  # (a bound that did not move still has a next threshold)
+                if plain and values[hi - 1] + 1 <= e0:
+                    continue  # every threshold passed already (e.g. "now" past old events)
                 nearest = NEVER  # the least threshold above e1: the next change past limit
                 first = lo + np.searchsorted(values[lo:hi], e0) if plain else lo
                 for i in range(first, hi):
