@@ -41,10 +41,14 @@ def test_any_nonzero_byte_is_a_member(values: list[int], skip: int) -> None:
     assert mask_to_bitmap(mask.astype(bool)) == expected(mask)
 
 
-def test_several_masks_on_threads() -> None:
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_several_masks_on_threads(threads: int) -> None:
+    # Separate masks, each written as it is: bool, uint8, an unaligned view.
     rng = np.random.default_rng(7)
-    masks = [(rng.random(150_000) < d).astype(np.uint8) for d in (0.0, 0.01, 0.3, 0.9)]
-    assert masks_to_bitmaps(masks, threads=2) == [expected(m) for m in masks]
+    masks = [(rng.random(150_003) < d).astype(np.uint8) for d in (0.0, 0.01, 0.3, 0.9)]
+    masks[1] = masks[1].astype(bool)
+    masks[2] = np.concatenate([[1], masks[2]]).astype(np.uint8)[1:]
+    assert masks_to_bitmaps(masks, threads) == [expected(m) for m in masks]
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])

@@ -155,8 +155,15 @@ def test_unsupported_definitions_fall_back_to_kernels() -> None:
     assert {n: members(result, n) for n in definitions} == expected
 
 
-def test_b10_vector_equals_reference(b10) -> None:
+# Shared event queries (B10's definitions share several) kept as usual; every event
+# query's gathered fields kept too (runs of 3,000 profiles keep none of them); and nothing
+# kept, each forgotten when the next is (as a long run forgets them all at MEMO_BYTES).
+@pytest.mark.parametrize("memo", [{}, {"GATHERED_MIN": 0},
+                                  {"GATHERED_MIN": 0, "MEMO_BYTES": 0}])
+def test_b10_vector_equals_reference(b10, monkeypatch, memo) -> None:
     store, definitions = b10
+    for name, value in memo.items():
+        monkeypatch.setattr(vector, name, value)
     result = vectorized(store, definitions, synth.B10_NOW_MS)
     expected = reference.run(store, definitions, at_ms=synth.B10_NOW_MS)
     for name in definitions:

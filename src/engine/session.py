@@ -322,6 +322,8 @@ class Engine:
                 to_compile = self._vector(names, now_ms, masks, timings, tiers)
                 if len(to_compile) < len(names):
                     later.append((ks.source, ()))
+                    self._bitmaps([x for x in names if x not in to_compile], masks, maps,
+                                  timings, keep=read)
                 if not to_compile:
                     continue
                 if len(to_compile) < len(names):
@@ -347,13 +349,6 @@ class Engine:
         self._evaluator = None  # its shared event queries are for this run only
         if later and self.background:
             self._warm_later([src for src, _ in later], masks, now_ms)
-        started = time.perf_counter()
-        rest = [name for name in self._segments if name not in maps]  # the vector tier's
-        maps.update(zip(rest, masks_to_bitmaps([masks[x] for x in rest], self._threads()),
-                        strict=True))
-        share = (time.perf_counter() - started) * 1e3 / max(len(rest), 1)
-        for name in rest:
-            timings[name] += share
         bitmaps = {name: maps[name] for name in self._segments}
         if buffer is not None and buffer.nbytes <= _KEEP:
             self._spare = buffer
@@ -588,6 +583,20 @@ class Engine:
         from engine.stitch_stream import StitchingSession
 
         return StitchingSession(self, people, at, **options)
+
+    def _bitmaps(self, names: list[str], masks: dict[str, np.ndarray], maps: dict[str, BitMap],
+                 timings: dict[str, float], *, keep: set[str]) -> None:
+        """The vector tier's ``masks`` of ``names`` made bitmaps in ``maps`` at once (their
+        share of the time added to ``timings``), and dropped unless a later group reads them
+        (``keep``): 1,000 definitions at 1M profiles held a gigabyte of masks."""
+        started = time.perf_counter()
+        maps.update(zip(names, masks_to_bitmaps([masks[x] for x in names], self._threads()),
+                        strict=True))
+        share = (time.perf_counter() - started) * 1e3 / max(len(names), 1)
+        for name in names:
+            timings[name] += share
+            if name not in keep:
+                del masks[name]
 
     def _vector(self, names: list[str], now_ms: int, masks: dict[str, np.ndarray],
                 timings: dict[str, float], tiers: dict[str, str]) -> list[str]:

@@ -62,6 +62,8 @@ __all__ = ["Evaluator", "Unsupported", "evaluate", "supports"]
 # The most rows an event query may expand to at once (pairs of events of two variables can
 # be many); beyond it the definition goes to the compiled tier.
 MAX_ROWS = 50_000_000
+MEMO_BYTES = 1 << 30  # the arrays of shared event queries an evaluator keeps, at most
+GATHERED_MIN = 4096  # the fewest events whose gathered field is kept for other definitions
 
 _PREDICATES = {"isNull", "isNotNull", "in", "notIn", *STRING_FUNCTIONS}
 _VALUE_CALLS = {"count", "sum", "average", "min", "max", "if", "getYear", "getMonth",
@@ -275,6 +277,19 @@ class _Evaluator:
         self.memo: dict[tuple[str, Any], tuple[np.ndarray, np.ndarray]] = {}
         self.gathered: dict[tuple[int, int, str], tuple[np.ndarray, Any, Any, Any]] = {}
         self._offsets: dict[int, tuple[Partition, np.ndarray]] = {}
+        self._held = 0  # bytes of the arrays ``memo`` and ``gathered`` hold
+
+    def _keep(self, table: dict[Any, Any], key: Any, value: tuple[Any, ...]) -> None:
+        """Remember a shared query's arrays, forgetting every one before when they would
+        pass `MEMO_BYTES` (a run of 1,000 definitions at 1M profiles held 7 GB of them;
+        definitions of one shape, evaluated together, share most of their queries)."""
+        size = sum(x.nbytes for x in value if isinstance(x, np.ndarray))
+        if self._held + size > MEMO_BYTES:
+            self.memo.clear()
+            self.gathered.clear()
+            self._held = 0
+        table[key] = value
+        self._held += size
 
     # ------------------------------------------------------------ conditions
 
@@ -505,8 +520,8 @@ class _Evaluator:
             data = np.asarray(col.values)[index]
             valid = True if col.valid is None else np.asarray(col.valid)[index]
             dictionary = col.dictionary
-        if len(index) >= 4096:
-            self.gathered[key] = (index, data, valid, dictionary)
+        if len(index) >= GATHERED_MIN:
+            self._keep(self.gathered, key, (index, data, valid, dictionary))
         return _V(data, valid, t, dictionary)
 
     def arith(self, node: ir.Arith, f: _Frame) -> _V:
@@ -603,7 +618,7 @@ class _Evaluator:
                 raise Unsupported("an event query reaching too many events at once")
             parent, index = ops.expand(starts, stops)
             if memo is not None:
-                self.memo["expand", memo] = parent, index
+                self._keep(self.memo, ("expand", memo), (parent, index))
         g = _Frame(len(parent), f, parent, {"": (index, part), var: (index, part)})
         if not rest:
             return g
@@ -665,7 +680,7 @@ class _Evaluator:
             starts, stops = ops.slice_rows(time, starts, stops,
                                            _rows(lo, f.rows), _rows(hi, f.rows))
         if memo is not None:
-            self.memo["slices", memo] = starts, stops
+            self._keep(self.memo, ("slices", memo), (starts, stops))
         return starts, stops, part, rest, memo
 
     def offsets(self, part: Partition) -> np.ndarray:
