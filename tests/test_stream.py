@@ -17,6 +17,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import pyarrow as pa
@@ -27,6 +28,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 import engine
+from engine import timers as timers_module
 from engine.analysis import history
 from engine.codegen import CompileError
 from engine.session import Engine
@@ -452,9 +454,14 @@ def test_history_leaves_out_only_events_no_window_reads(data: st.DataObject) -> 
     if timers.daily:
         return  # calendar functions change at midnights, which timers leave out
     nxt = next_changes(sub.store, timers, later)
-    # The pass that lists the instants up to ``later`` finds the next one past it as well.
+    # The pass that lists the instants up to ``later`` finds the next one past it as well;
+    # the same on threads, a range of the profiles each (over a year: rows to compare).
     x0 = np.full(len(sub.store), at, np.int64)
     assert candidates(sub.store, timers, x0, later)[3].tolist() == nxt.tolist()
+    alone = candidates(sub.store, timers, x0, later + 400 * DAY)
+    with mock.patch.object(timers_module, "_PER_THREAD", 1):
+        shared = candidates(sub.store, timers, x0, later + 400 * DAY, threads=3)
+    assert [x.tolist() for x in shared] == [x.tolist() for x in alone]
     for x in sorted(set(nxt.tolist())):
         if x - 1 <= later or x - later > 400 * DAY:
             continue

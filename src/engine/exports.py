@@ -333,7 +333,7 @@ class Exporter:
         self.state = Path(state)
         self.governance = governance or Governance()
         self.writer = writer or (lambda d: LocalWriter(d.path or Path(".")))
-        self.threads = threads or engine._threads()
+        self.threads = threads or engine.thread_count()
         self._fingerprint: str | None = None
         self._consent: dict[Any, BitMap] = {}
 

@@ -230,13 +230,14 @@ class Engine:
             self._sources[key] = assemble({n: self._segments[n].shape for n in names})
         return self._sources[key]
 
-    def _threads(self) -> int:
+    def thread_count(self) -> int:
+        """The threads runs use: ``threads``, or the CPUs (at most 8)."""
         return self.threads or min(os.cpu_count() or 1, 8)
 
     def _execute(self, kernel: Any, n: int, now: np.int64, out: np.ndarray,
                  values: list[Any]) -> None:
         """Run ``kernel`` over all profiles in chunks on ``threads`` threads (no GIL held)."""
-        threads = self._threads()
+        threads = self.thread_count()
         if threads == 1 or n < 4 * _CHUNK:
             kernel(0, n, now, out, *values)
             return
@@ -336,7 +337,7 @@ class Engine:
                 buffer = np.empty((rows, padded), np.uint8)  # the kernel writes every row
             out = buffer[:rows]
             self._execute(kernel, n, np.int64(now_ms), out, values)
-            maps.update(zip(ks.segments, masks_to_bitmaps(out, self._threads(), n),
+            maps.update(zip(ks.segments, masks_to_bitmaps(out, self.thread_count(), n),
                             strict=True))
             elapsed = (time.perf_counter() - started) * 1e3
             for k, name in enumerate(ks.segments):
@@ -590,7 +591,7 @@ class Engine:
         share of the time added to ``timings``), and dropped unless a later group reads them
         (``keep``): 1,000 definitions at 1M profiles held a gigabyte of masks."""
         started = time.perf_counter()
-        maps.update(zip(names, masks_to_bitmaps([masks[x] for x in names], self._threads()),
+        maps.update(zip(names, masks_to_bitmaps([masks[x] for x in names], self.thread_count()),
                         strict=True))
         share = (time.perf_counter() - started) * 1e3 / max(len(names), 1)
         for name in names:
@@ -618,7 +619,7 @@ class Engine:
             return name, row, (time.perf_counter() - started) * 1e3
 
         todo = [name for name in names if vector.supports(self._segments[name].expr, self.store)]
-        threads = self._threads()
+        threads = self.thread_count()
         if threads > 1 and len(todo) > 1:
             with ThreadPoolExecutor(threads) as pool:
                 done = list(pool.map(one, todo))

@@ -637,7 +637,8 @@ class StreamSession:
             self.clock = max(self.clock, limit)
             return changes
         sub = subset(self.store, due, since=self._since(self._timed, self.clock))
-        rows, at, gates, nxt = candidates(sub.store, self._timers, first - 1, horizon)
+        rows, at, gates, nxt = candidates(sub.store, self._timers, first - 1, horizon,
+                                          self._engine.thread_count())
         names = list(self._timed)
         # Chunks end where a profile's rows do: its state after rows ahead of the clock is
         # not kept anywhere but along its rows.
@@ -680,7 +681,8 @@ class StreamSession:
         state = np.stack([np.asarray(masks[n][:m], np.uint8) for n in names])
         firsts = index[starts]
         # Whole rows of the dense state, gathered once: a few cache lines per profile.
-        known = np.ascontiguousarray(self._dense[firsts][:, segs].T)
+        block = self._dense[firsts]
+        known = np.ascontiguousarray(block[:, segs].T)
         later = np.zeros(0, bool) if upto is None else at[:m] > upto
         if gates is None:
             seg, row, flips = _diff(state, known, starts, later)
@@ -689,7 +691,6 @@ class StreamSession:
             seg, row, flips = _diff_gated(state, known, starts, later, gates, masks_of)
             order = np.argsort(seg * m + row)  # segment by segment, as `_diff` gives them
             seg, row, flips = seg[order], row[order], flips[order]
-        block = self._dense[firsts]
         block[:, segs] = known.T
         self._dense[firsts] = block
         if len(later) and len(row):

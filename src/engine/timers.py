@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -55,6 +56,7 @@ __all__ = ["NEVER", "Timers", "candidates", "gate_mask", "holds_instants", "next
 
 NEVER = np.iinfo(np.int64).max  # no change with time alone
 _LAST = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: instants stop here
+_PER_THREAD = 4096  # profiles per thread of `candidates`, at least
 _WEEK = -7  # a period unit code: weeks start on Monday, not on the epoch's Thursday
 
 # A spec (int64[17]) is a constant time condition or reference as numbers, so that numba
@@ -466,7 +468,7 @@ def next_changes(store: ProfileStore, timers: Timers, x0: int | np.ndarray) -> n
     return out
 
 
-@_jit
+@numba.njit(cache=True, nogil=True)
 def _collect(offsets: np.ndarray, values: np.ndarray, valid: np.ndarray,  # noqa: PLR0917 (numba)
              is_sorted: bool, scale: int, shift: int, feeds: np.ndarray, x0s: np.ndarray,
              limit: int, specs: np.ndarray, how: np.ndarray, bits: np.ndarray,
@@ -558,15 +560,15 @@ def gate_mask(specs: Iterable[int]) -> int:
     return bits - (1 << 64) if bits >= 1 << 63 else bits
 
 
-def candidates(store: ProfileStore, timers: Timers, x0: np.ndarray, limit: int
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def candidates(store: ProfileStore, timers: Timers, x0: np.ndarray, limit: int,
+               threads: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Every instant in (x0[p], limit] at which time alone may change profile p of
     ``store`` (its data fixed): (profile rows, instants, gates), sorted by profile and
     instant, without repeats. The instants where `next_changes` would land, one after
     another, all at once. ``gates[r]`` has the bit (`gate_mask`) of each spec that moves there
     (as an int64): a definition using none of them keeps its value from the row before.
     Fourth, per profile, the next such instant past ``limit``: `next_changes` at ``limit``,
-    from the same pass."""
+    from the same pass. On ``threads`` threads, a range of the profiles each."""
     n = len(store)
     specs = timers.specs
     none_rows = np.zeros(0, np.int64)
@@ -575,10 +577,25 @@ def candidates(store: ProfileStore, timers: Timers, x0: np.ndarray, limit: int
         return none_rows, none_rows, none_rows, after
     how = timers.how
     x0s = np.asarray(x0, np.int64)
-    found, m = np.empty((4 * n, 3), np.int64), 0
-    for source in _sources(store, timers):
-        found, m = _collect(*source, x0s, limit, specs, how, timers.bits, found, m, after)
-    rows, out, bits = found[:m, 0], found[:m, 1], found[:m, 2]
+    sources = _sources(store, timers)
+
+    def collect(lo: int, hi: int) -> np.ndarray:
+        found, m = np.empty((4 * (hi - lo), 3), np.int64), 0
+        for offsets, values, valid, is_sorted, scale, shift, feeds in sources:
+            found, m = _collect(offsets[lo:hi + 1], values, valid, is_sorted, scale, shift,
+                                feeds, x0s[lo:hi], limit, specs, how, timers.bits, found, m,
+                                after[lo:hi])
+        found[:m, 0] += lo
+        return found[:m]
+
+    bounds = np.linspace(0, n, max(1, min(threads, n // _PER_THREAD)) + 1).astype(int).tolist()
+    if len(bounds) == 2:
+        found = collect(0, n)
+    else:
+        with ThreadPoolExecutor(len(bounds) - 1) as pool:
+            found = np.concatenate(list(pool.map(collect, bounds[:-1], bounds[1:])))
+    m = len(found)
+    rows, out, bits = found[:, 0], found[:, 1], found[:, 2]
     lo = int(out.min(initial=0))
     span = int(out.max(initial=0)) - lo + 1
     if n * span < 2**62:  # one int64 key: a radix sort, several times a lexsort's speed

@@ -215,16 +215,17 @@ def mask_to_bitmap(mask: np.ndarray) -> BitMap:
 def masks_to_bitmaps(masks: Sequence[np.ndarray] | np.ndarray, threads: int = 1,
                      length: int | None = None) -> list[BitMap]:
     """`mask_to_bitmap` of each mask, or of the first ``length`` bytes of each row of a 2-d
-    array (the fastest form: a kernel's output as it is, not copied); (mask, block) pairs
-    shared out among ``threads`` threads, so a few masks still use every thread."""
+    array (the fastest form: a kernel's output as it is, not copied). On ``threads``
+    threads: a 2-d array's (mask, block) pairs shared out among them, so a few masks still
+    use every thread; separate masks one at a time each."""
     if (isinstance(masks, np.ndarray) and masks.ndim == 2) or len(masks) < 2:
         rows, n = _as_rows(masks, length)
         serials = _serialise(rows, n, threads)
     else:  # separate masks: one by one, among the threads, not copied into one 2-d array
-        # (1,000 masks of 1M profiles: a fresh gigabyte, 2.2 s of page faults to fill it)
-        each = [_as_rows([m], length) for m in masks]
-        if any(n != each[0][1] for _, n in each):
+        # (1,000 masks of 1M profiles: a fresh gigabyte, 2.2 s of page faults to fill it);
+        # a mask that must be aligned first is copied by the thread that writes it.
+        if len({len(m) for m in masks}) > 1:
             raise ValueError("masks of different lengths")
         with ThreadPoolExecutor(max(1, threads)) as pool:
-            serials = list(pool.map(lambda rows_n: _serialise(*rows_n)[0], each))
+            serials = list(pool.map(lambda m: _serialise(*_as_rows([m], length))[0], masks))
     return [BitMap.deserialize(b.tobytes()) for b in serials]
