@@ -1,7 +1,7 @@
 """Streaming on B10 (issue 5): ingest throughput and latency, `advance`, edge evaluation.
 
-Run: ``python benches/bench_stream.py`` (1M profiles, about five minutes), ``--quick`` (100k
-profiles, fewer calls and shorter budgets: about a minute), ``--profiles N``, ``--json PATH``.
+Run: ``python benches/bench_stream.py`` (1M profiles, a minute or two), ``--quick`` (100k
+profiles, fewer calls and shorter budgets: about 10 seconds), ``--profiles N``, ``--json PATH``.
 B10 data is read from ``--data`` (default ``.bench-data/b10-N``, as `bench_batch`;
 ``--build`` generates a missing size). Not collected by pytest.
 
