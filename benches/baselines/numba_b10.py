@@ -54,7 +54,7 @@ from numba import njit, prange
 from pyroaring import BitMap
 
 from store import ProfileStore
-from store.bitmaps import _compact, _cttz, _popcount
+from store.bitmaps import _compact, _popcount, cttz
 from store.events import Partition, profile_of_events
 from store.synth import B10_NOW_MS
 
@@ -476,7 +476,7 @@ def s3_kernel(pur_off, pur_ts, now, lo7, out):  # type: ignore[no-untyped-def]
         for q in range(m):
             out[p0 + q] = False
         while cand:
-            p = p0 + np.int64(_cttz(cand))
+            p = p0 + np.int64(cttz(cand))
             cand &= cand - U1
             out[p] = _s3(pur_off, pur_ts, now, lo7, p)
 
@@ -493,7 +493,7 @@ def s4_kernel(prod_off, prod_ts, prod_cat, pur_off, pur_ts, code, now, lo30, out
         for q in range(m):
             out[p0 + q] = False
         while cand:
-            p = p0 + np.int64(_cttz(cand))
+            p = p0 + np.int64(cttz(cand))
             cand &= cand - U1
             out[p] = _s4(prod_off, prod_ts, prod_cat, pur_off, pur_ts, code, now, lo30, p)
 
@@ -510,7 +510,7 @@ def s5_kernel(pur_off, pur_ts, price, price_valid, price_nulls, now, lo30, out):
         for q in range(m):
             out[p0 + q] = False
         while cand:
-            p = p0 + np.int64(_cttz(cand))
+            p = p0 + np.int64(cttz(cand))
             cand &= cand - U1
             out[p] = _s5(pur_off, pur_ts, price, price_valid, price_nulls, now, lo30, p)
 
@@ -527,7 +527,7 @@ def s6_kernel(atc_off, atc_ts, pur_off, pur_ts, now, lo24, out):  # type: ignore
         for q in range(m):
             out[p0 + q] = False
         while cand:
-            p = p0 + np.int64(_cttz(cand))
+            p = p0 + np.int64(cttz(cand))
             cand &= cand - U1
             out[p] = _s6(atc_off, atc_ts, pur_off, pur_ts, now, lo24, p)
 
@@ -546,7 +546,7 @@ def s7_kernel(opt_in, opt_valid, opt_nulls, pv_off, pv_ts, now, lo24, out):  # t
         for q in range(m):
             out[p0 + q] = False
         while cand:
-            p = p0 + np.int64(_cttz(cand))
+            p = p0 + np.int64(cttz(cand))
             cand &= cand - U1
             out[p] = _s7_views(pv_off, pv_ts, now, lo24, p)
 
@@ -563,7 +563,7 @@ def s8_kernel(prod_off, prod_ts, prod_cat, now, lo30, out):  # type: ignore[no-u
         for q in range(m):
             out[p0 + q] = False
         while cand:
-            p = p0 + np.int64(_cttz(cand))
+            p = p0 + np.int64(cttz(cand))
             cand &= cand - U1
             out[p] = _s8(prod_off, prod_ts, prod_cat, now, lo30, p)
 
@@ -581,7 +581,7 @@ def s10_kernel(pur_off, pur_ts, pur_cat, prod_off, prod_ts, prod_cat, within, ou
         for q in range(m):
             out[p0 + q] = False
         while cand:
-            p = p0 + np.int64(_cttz(cand))
+            p = p0 + np.int64(cttz(cand))
             cand &= cand - U1
             out[p] = _s10(pur_off, pur_ts, pur_cat, prod_off, prod_ts, prod_cat, within, p)
 
@@ -621,7 +621,7 @@ def all10_kernel(  # type: ignore[no-untyped-def]
         for q in range(m):
             cand |= _has(pur_off, p0 + q, 1) << np.uint64(q)
         while cand:
-            p = p0 + np.int64(_cttz(cand))
+            p = p0 + np.int64(cttz(cand))
             cand &= cand - U1
             pb, pe = _slice(pur_off, p)
             pe = _end(pur_ts, pb, pe, now)
@@ -635,7 +635,7 @@ def all10_kernel(  # type: ignore[no-untyped-def]
         for q in range(m):
             cand |= _has(prod_off, p0 + q, min(S4_VIEWS, S8_CATEGORIES)) << np.uint64(q)
         while cand:
-            p = p0 + np.int64(_cttz(cand))
+            p = p0 + np.int64(cttz(cand))
             cand &= cand - U1
             vb, ve = _slice(prod_off, p)
             ve = _end(prod_ts, vb, ve, now)
@@ -651,7 +651,7 @@ def all10_kernel(  # type: ignore[no-untyped-def]
         for q in range(m):
             cand |= _has(atc_off, p0 + q, 1) << np.uint64(q)
         while cand:
-            p = p0 + np.int64(_cttz(cand))
+            p = p0 + np.int64(cttz(cand))
             cand &= cand - U1
             out[p] |= _bit(_s6(atc_off, atc_ts, pur_off, pur_ts, now, lo24, p), 5)
         # opted-in page views: S7
@@ -661,7 +661,7 @@ def all10_kernel(  # type: ignore[no-untyped-def]
             cand |= (_has(pv_off, p, S7_VIEWS)
                      & np.uint64(_opt_in(opt_in, opt_valid, opt_nulls, p))) << np.uint64(q)
         while cand:
-            p = p0 + np.int64(_cttz(cand))
+            p = p0 + np.int64(cttz(cand))
             cand &= cand - U1
             out[p] |= _bit(_s7_views(pv_off, pv_ts, now, lo24, p), 6)
         # purchases and product views: S10
@@ -670,7 +670,7 @@ def all10_kernel(  # type: ignore[no-untyped-def]
             p = p0 + q
             cand |= (_has(pur_off, p, 1) & _has(prod_off, p, 1)) << np.uint64(q)
         while cand:
-            p = p0 + np.int64(_cttz(cand))
+            p = p0 + np.int64(cttz(cand))
             cand &= cand - U1
             out[p] |= _bit(_s10(pur_off, pur_ts, pur_cat, prod_off, prod_ts, prod_cat, within,
                                 p), 9)
@@ -807,7 +807,7 @@ def _container(src, flags, bit, lanes, c, slot64, slot16):  # type: ignore[no-un
         for j in range(1024):
             bits = block[j]
             while bits:
-                slot16[k] = np.uint16(j * 64 + _cttz(bits))
+                slot16[k] = np.uint16(j * 64 + cttz(bits))
                 k += 1
                 bits &= bits - U1
     return card

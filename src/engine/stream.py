@@ -53,6 +53,7 @@ from engine.timers import (
     next_changes,
     next_midnight,
 )
+from store.bitmaps import cttz
 from store.columns import Column
 from store.delta import Batch, normalize_batch
 from store.one_profile import OneProfile
@@ -917,13 +918,6 @@ def _diff(state, known, starts, later):  # type: ignore[no-untyped-def]
     return seg, row, flips
 
 
-# The index of a 64-bit word's lowest set bit: (bit * _DE_BRUIJN) >> 58 is distinct for each.
-_DE_BRUIJN = np.uint64(0x03F79D71B4CB0A89)
-_LOWEST = np.zeros(64, np.int64)
-for _b in range(64):
-    _LOWEST[(0x03F79D71B4CB0A89 << _b) % 2**64 >> 58] = _b
-
-
 @numba.njit(cache=True, nogil=True)
 def _diff_gated(state, known, starts, later, gates, masks):  # type: ignore[no-untyped-def]  # noqa: PLR0917 (numba)
     """`_diff` on a gated timeline: row r is read only for the segments whose gate mask
@@ -975,10 +969,9 @@ def _diff_gated(state, known, starts, later, gates, masks):  # type: ignore[no-u
         todo[:n_always] = always[:n_always]
         g = np.uint64(gates[r])
         while g:
-            low = g & (~g + np.uint64(1))
-            b = _LOWEST[(low * _DE_BRUIJN) >> np.uint64(58)]
-            g ^= low
-            for j in range(ptr[b], ptr[b + 1]):
+            bit = np.int64(cttz(g))  # the lowest set
+            g &= g - np.uint64(1)
+            for j in range(ptr[bit], ptr[bit + 1]):
                 s = of_bit[j]
                 if seen[s] != r:
                     seen[s] = r

@@ -55,7 +55,7 @@ def _cttz_intrinsic(typingctx, x):  # type: ignore[no-untyped-def]
 
 
 _popcount: Any = _popcount_intrinsic  # LLVM's ctpop and cttz on a uint64
-_cttz: Any = _cttz_intrinsic
+cttz: Any = _cttz_intrinsic  # (the streaming diff walks a gate's bits with it)
 
 
 @numba.njit(inline="always")
@@ -103,7 +103,7 @@ def _container(words, mask, c, slot64, slot16):  # type: ignore[no-untyped-def]
         for i in range(1024):
             bits = block[i]
             while bits:
-                s16[k] = np.uint16(i * 64 + _cttz(bits))
+                s16[k] = np.uint16(i * 64 + cttz(bits))
                 k += 1
                 bits &= bits - _U1
     return card
