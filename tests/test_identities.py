@@ -83,6 +83,8 @@ class Oracle:
     def observe(self, record: list[tuple[str, str]], at: int) -> bool:
         wanted = []
         for ident in record:
+            if ident[1] is None:  # no value: not an identity
+                continue
             if ident[1].strip().lower() not in self.config.blocked and ident not in wanted:
                 wanted.append(ident)
         for x in wanted:
@@ -114,8 +116,9 @@ class Oracle:
 
 
 VALUES = {"crm_id": ["c1", "c2", "c3"], "email": ["a@x.io", "b@x.io", "test@test.com"],
-          "idfa": ["d1", "d2"], "ecid": ["e1", "e2", "e3", "e4", "null"]}
-identity = st.sampled_from([(n, v) for n, vs in VALUES.items() for v in vs])
+          "idfa": ["d1", "d2"], "ecid": ["e1", "e2", "e3", "e4", "null", 'e"\\5\u00e9\n']}
+# (the last cookie must survive the log's hand-written JSON: a quote, a backslash, an accent)
+identity = st.sampled_from([(n, v) for n, vs in VALUES.items() for v in vs] + [("idfa", None)])
 steps = st.lists(st.one_of(
     st.tuples(st.just("observe"), st.lists(identity, min_size=1, max_size=4),
               st.integers(0, 3 * DAY_MS)),
@@ -124,9 +127,12 @@ steps = st.lists(st.one_of(
 
 
 @settings(max_examples=300, deadline=None)
-@given(steps=steps, cap=st.integers(2, 6))
-def test_graph_equals_the_oracle(steps: list[Any], cap: int) -> None:
-    config = IdentityConfig(SPACES, max_identities=cap, max_per_record=min(cap, 4),
+@given(steps=steps, cap=st.integers(2, 6), unique_devices=st.booleans())
+def test_graph_equals_the_oracle(steps: list[Any], cap: int, unique_devices: bool) -> None:
+    # Unique device ids: a unique namespace that is not the first, so a new one joins a
+    # person rather than founding one.
+    spaces = (*SPACES[:2], Namespace("idfa", Tier.DEVICE, unique=unique_devices), SPACES[3])
+    config = IdentityConfig(spaces, max_identities=cap, max_per_record=min(cap, 4),
                             cookie_lifetime_ms=2 * DAY_MS)
     g, oracle = IdentityGraph(config), Oracle(config)
     now = 0
@@ -184,6 +190,17 @@ def test_unique_namespace_refuses_a_second_crm_id() -> None:
     assert out.refusal.source == "orders.csv:row 7" and g.refusals == [out.refusal]
     assert g.graph_of(("crm_id", "C1")) != g.graph_of(("crm_id", "C2"))
     assert len(g.log) == 1  # the refused record linked nothing
+
+
+def test_a_unique_namespace_of_lower_priority_holds_one_value_per_person() -> None:
+    # A new device id joins the customer's graph (it does not found one): the graph must
+    # still know its device id, and refuse a second.
+    g = IdentityGraph(IdentityConfig((SPACES[0], Namespace("idfa", Tier.DEVICE, unique=True))))
+    g.observe([("crm_id", "C1")], 1)
+    assert g.observe([("crm_id", "C1"), ("idfa", "D1")], 2).refusal is None
+    out = g.observe([("crm_id", "C1"), ("idfa", "D2")], 3)
+    assert out.refusal is not None and "idfa" in out.refusal.reason
+    assert g.graph_of(("idfa", "D2")) not in (None, g.graph_of(("crm_id", "C1")))
 
 
 def test_blocked_values_are_reported_and_never_link() -> None:

@@ -35,10 +35,12 @@ from __future__ import annotations
 import enum
 import heapq
 import json
+import operator
 import os
 from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii as _quote
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -205,7 +207,7 @@ class Expired(NamedTuple):
     split: tuple[int, ...] = ()  # graphs split off it
 
 
-@dataclass
+@dataclass(slots=True)
 class Observation:
     """What one record did to the graph."""
 
@@ -231,6 +233,7 @@ class IdentityGraph:
         # numbers; a graph's members and an identity's links are strings of ids ("3 17 42"):
         # a graph holds at most `max_identities`, so they stay short.
         self._id: dict[str, int] = {}  # "namespace\x1fvalue" -> identity id
+        self._json_name = {n.name: json.dumps(n.name) for n in config.namespaces}
         self._identity = _Names()
         self._graph = array("q")  # graph of each identity id; -1 once removed
         self._ns = array("q")  # its namespace's priority rank
@@ -285,8 +288,8 @@ class IdentityGraph:
         out = []
         for seq, call in self._log.items():
             _, at, source, items = json.loads(self._calls[call])
-            wanted, _ = self._clean([(n, v) for n, v in items], source)
-            out.append(Link(seq, at, tuple(wanted), source))
+            keys = self._read(items, source)[0]
+            out.append(Link(seq, at, tuple(map(_identity, keys)), source))
         return out
 
     def links(self, graph: int) -> list[Link]:
@@ -305,55 +308,117 @@ class IdentityGraph:
         time order for `expire` and the removal order to mean what they say). Bad input (an
         unknown namespace, too many identities, a value too long) raises `DataError` and
         changes nothing."""
-        items = [(n, v if v is None or type(v) is str else str(v)) for n, v in identities]
-        wanted, blocked = self._clean(items, source)
-        self._calls[len(self._calls)] = json.dumps(["observe", at, source, items])
-        out = Observation(-1, blocked=blocked)
-        if not wanted:
+        # The hot path of a stream and of a batch build (issue 6: 100,000 links/s), so one
+        # pass over the record checks it, finds its known identities and writes its log
+        # entry; nothing changes until the whole record has passed.
+        keys, found, blocked, logged = self._read(identities, source)
+        if type(at) is not int:
+            at = operator.index(at)
+        self._calls[len(self._calls)] = (
+            f'["observe",{at},{_quote(source)},[{",".join(logged)}]]')
+        out = Observation(-1, [], [], [], [], blocked)
+        if not keys:
             return out
+        graph_of, seen = self._graph, self._seen
         ids = []
-        seen, graph_of = self._seen, self._graph
-        for ident in wanted:
-            i = self._id.get(_key(ident))
-            if i is None or graph_of[i] < 0:
-                i = self._new_identity(ident, at, i)
+        # A new identity gets a graph id, but its graph is opened only if it stays its own:
+        # most join a known person at once (a login's cookie), and then joining beats
+        # opening a graph and absorbing it (`Observation` reports the same either way).
+        fresh: dict[int, int] = {}  # graph id -> the new identity alone in it
+        for key, known in zip(keys, found, strict=True):
+            if type(known) is int and graph_of[known] >= 0:
+                i = known
+                seen[i] = max(seen[i], at)
+            else:
+                i = self._new_identity(key, known, at)
+                fresh[graph_of[i]] = i
                 out.created.append(graph_of[i])
-            elif seen[i] < at:
-                seen[i] = at
             ids.append(i)
+        if len(ids) == 1:  # a sighting: it links nothing
+            if fresh:
+                self._open(ids[0])
+            out.graph = graph_of[ids[0]]
+            return out
         graphs = sorted({graph_of[i] for i in ids})
-        conflict = self._unique_conflict(graphs)
-        if conflict is not None:
-            refusal = Refusal(at, tuple(wanted), source, conflict)
+        conflict = self._unique_conflict(graphs) if len(graphs) > 1 and self._unique else None
+        if conflict is not None:  # the new identities stand alone
+            for i in fresh.values():
+                self._open(i)
+            refusal = Refusal(at, tuple(map(_identity, keys)), source, conflict)
             self.refusals.append(refusal)
             out.refusal = refusal
-            out.graph = self._graph[ids[0]]
+            out.graph = graph_of[ids[0]]
             return out
-        if len(wanted) > 1:  # a record of one identity is a sighting: it links nothing
-            self._log[len(self._log)] = len(self._calls) - 1
-        survivor = graphs[0] if len(graphs) == 1 else min(
-            graphs, key=lambda g: self._order(self._primary[g]))
-        for g in graphs:
-            if g != survivor:
-                self._absorb(survivor, g)
-                out.merged.append((survivor, g))
-        if len(ids) > 1:
-            adj = self._adj
-            for a in ids:
-                known = adj[a]
-                for b in ids:
-                    if b != a and f" {b} " not in known:
-                        known += f"{b} "
-                adj[a] = known
+        survivor = graphs[0]
+        if len(graphs) > 1:
+            primary = self._primary
+            best = min([fresh[g] if g in fresh else primary[g] for g in graphs],
+                       key=self._order)
+            survivor = graph_of[best]
+            if survivor in fresh:
+                self._open(best)
+            for g in graphs:
+                if g != survivor:
+                    if g in fresh:
+                        self._join(survivor, fresh[g])
+                    else:
+                        self._absorb(survivor, g)
+                    out.merged.append((survivor, g))  # (``best`` stays its primary)
+        self._log[len(self._log)] = len(self._calls) - 1
+        adj = self._adj
+        for a in ids:
+            linked = adj[a]
+            for b in ids:
+                if b != a and f" {b} " not in linked:
+                    linked += f"{b} "
+            adj[a] = linked
         out.graph = survivor
         if self._size[survivor] > self.config.max_identities:
             self._shrink(survivor, set(ids), at, out)
         return out
 
+    def _read(self, identities: Iterable[tuple[str, Any]], source: str
+              ) -> tuple[list[str], list[int | Identity], list[Identity], list[str]]:
+        """A record's identities, checked: the keys of the wanted ones (each once, in
+        order) with their ids (the identity itself where unknown), the blocked ones, and
+        each item as JSON for the log. Raises `DataError` for an unknown namespace, a
+        value too long, or too many."""
+        keys: list[str] = []
+        found: list[int | Identity] = []
+        blocked: list[Identity] = []
+        logged: list[str] = []
+        names, known = self._json_name, self._id
+        for namespace, given in identities:
+            name = names.get(namespace) if type(namespace) is str else None
+            if name is None:
+                raise DataError(f"{source or 'a record'}: unknown identity namespace "
+                                f"{namespace!r}", hint="declare it in the identity "
+                                f"configuration; known: {', '.join(self._space)}")
+            if given is None:
+                logged.append(f"[{name},null]")
+                continue
+            value = given if type(given) is str else str(given)
+            logged.append(f"[{name},{_quote(value)}]")
+            key = f"{namespace}\x1f{value}"
+            i = known.get(key)
+            # A known value passed these checks when it was first seen.
+            if i is None and self.config.blocks(value):
+                blocked.append((namespace, value))
+            elif i is None and len(value) > self.config.max_value_length:
+                raise DataError(f"{source or 'a record'}: a {namespace} value of {len(value)} "
+                                f"characters (at most {self.config.max_value_length})")
+            elif key not in keys:
+                keys.append(key)
+                found.append((namespace, value) if i is None else i)
+        if len(keys) > self.config.max_per_record:
+            raise DataError(f"{source or 'a record'} carries {len(keys)} identities (at most "
+                            f"{self.config.max_per_record})",
+                            hint="raise max_per_record in the identity configuration")
+        return keys, found, blocked, logged
+
     def check(self, identities: Iterable[tuple[str, Any]], source: str = "") -> None:
         """Raise the `DataError` `observe` would raise for this record, changing nothing."""
-        self._clean([(n, v if v is None or type(v) is str else str(v)) for n, v in identities],
-                    source)
+        self._read(identities, source)
 
     def expire(self, now: int) -> list[Expired]:
         """Remove the cookies not seen for ``cookie_lifetime_ms`` before ``now`` (seen at
@@ -432,63 +497,52 @@ class IdentityGraph:
     def _order(self, i: int) -> tuple[int, int, int]:
         return self._ns[i], self._first[i], i
 
-    def _clean(self, identities: list[tuple[str, str | None]], source: str
-               ) -> tuple[list[Identity], list[Identity]]:
-        """The record's identities, each once, checked; blocked values apart."""
-        wanted: list[Identity] = []
-        blocked: list[Identity] = []
-        for namespace, value in identities:
-            if namespace not in self._space:
-                raise DataError(f"{source or 'a record'}: unknown identity namespace "
-                                f"{namespace!r}", hint="declare it in the identity "
-                                f"configuration; known: {', '.join(self._space)}")
-            if value is None:
-                continue
-            text = value
-            ident = (namespace, text)
-            if self.config.blocks(text):
-                blocked.append(ident)
-            elif len(text) > self.config.max_value_length:
-                raise DataError(f"{source or 'a record'}: a {namespace} value of {len(text)} "
-                                f"characters (at most {self.config.max_value_length})")
-            elif ident not in wanted:
-                wanted.append(ident)
-        if len(wanted) > self.config.max_per_record:
-            raise DataError(f"{source or 'a record'} carries {len(wanted)} identities (at most "
-                            f"{self.config.max_per_record})",
-                            hint="raise max_per_record in the identity configuration")
-        return wanted, blocked
-
-    def _new_identity(self, ident: Identity, at: int, old: int | None) -> int:
-        if old is None:
-            i = len(self._identity)
-            self._id[_key(ident)] = i
-            self._identity.append(ident)
+    def _new_identity(self, key: str, known: int | Identity, at: int) -> int:
+        """An id for an identity new to the graph (``known``: its id if it was removed
+        before, else the identity) and a graph id, the graph not opened yet (`_open`)."""
+        if not isinstance(known, int):
+            namespace, value = known
+            i = len(self._graph)
+            self._id[key] = i
+            self._identity.names[i] = key
             self._graph.append(-1)
-            self._ns.append(self._rank[ident[0]])
+            self._ns.append(self._rank[namespace])
             self._first.append(at)
             self._seen.append(at)
             self._adj[i] = " "
         else:  # removed before, seen again: a new identity under the same id
-            i = old
+            i = known
+            namespace, value = _identity(key)
             self._first[i] = self._seen[i] = at
-        if ident[0] in self._cookie_spaces:
+        if namespace in self._cookie_spaces:
             heapq.heappush(self._cookies, at << 32 | i)
         g = self._next_graph
         self._next_graph += 1
         self._graph[i] = g
+        if namespace in self._unique:
+            self._unique[namespace][g] = value
+        return i
+
+    def _open(self, i: int) -> None:
+        """The graph of new identity ``i`` alone (`_new_identity` gave it an id)."""
+        g = self._graph[i]
         self._members[g] = str(i)
         self._size[g] = 1
         self._primary[g] = i
-        if ident[0] in self._unique:
-            self._unique[ident[0]][g] = ident[1]
-        return i
+
+    def _join(self, survivor: int, i: int) -> None:
+        """New identity ``i`` joins graph ``survivor`` (its own graph never opened)."""
+        g = self._graph[i]
+        self._graph[i] = survivor
+        self._members[survivor] += f" {i}"
+        self._size[survivor] += 1
+        for by_graph in self._unique.values():
+            if g in by_graph:
+                by_graph[survivor] = by_graph.pop(g)
 
     def _unique_conflict(self, graphs: list[int]) -> str | None:
         """Why joining ``graphs`` (the record's identities are in them) would put two values
         of a unique namespace into one graph."""
-        if len(graphs) < 2 or not self._unique:
-            return None
         for namespace, by_graph in self._unique.items():
             values = {by_graph[g] for g in graphs if g in by_graph}
             if len(values) > 1:
@@ -498,12 +552,12 @@ class IdentityGraph:
         return None
 
     def _absorb(self, survivor: int, other: int) -> None:
+        """Graph ``other`` joins ``survivor`` (whose primary identity the caller sets)."""
         for i in self._ids(other):
             self._graph[i] = survivor
         self._members[survivor] += " " + self._members.pop(other)
         self._size[survivor] += self._size.pop(other)
-        self._primary[survivor] = min(self._primary[survivor], self._primary.pop(other),
-                                      key=self._order)
+        del self._primary[other]
         for by_graph in self._unique.values():
             if other in by_graph:
                 by_graph[survivor] = by_graph.pop(other)
@@ -588,6 +642,11 @@ def _key(identity: Identity) -> str:
     return f"{identity[0]}\x1f{identity[1]}"
 
 
+def _identity(key: str) -> Identity:
+    namespace, value = key.split("\x1f", 1)  # a namespace has no control characters
+    return namespace, value
+
+
 class _Names:
     """Identity id -> (namespace, value), kept as strings in a dict (see `_id`)."""
 
@@ -600,11 +659,7 @@ class _Names:
         return len(self.names)
 
     def __getitem__(self, i: int) -> Identity:
-        namespace, value = self.names[i].split("\x1f", 1)
-        return namespace, value
+        return _identity(self.names[i])
 
     def __iter__(self) -> Iterator[Identity]:
         return (self[i] for i in range(len(self.names)))
-
-    def append(self, identity: Identity) -> None:
-        self.names[len(self.names)] = _key(identity)
