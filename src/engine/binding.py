@@ -90,14 +90,29 @@ class OneBinder:
         self.referenced: list[int] = []  # its segments others read (rows; set by the engine)
         self._timed: dict[int, Any] = {}
         self._now: int | None = None
+        # Windows: the time conditions of each kind (`_TIMED_ROWS`), all bound in one
+        # `bind_rows` call per instant (a hundred definitions' windows one by one cost
+        # more than their kernels); a condition `spec_of` cannot describe is bound alone.
+        self._specs: dict[str, list[tuple[int, ...]]] = {k: [] for k in _TIMED_ROWS}
+        self._rows: dict[str, np.ndarray] = {}
         cache: dict[Any, Any] = {}
         self._slots = [self._slot(a, k, like, cache) for k, a in enumerate(args)]
+        self._bounds = {k: (specs, how_of(specs)) for k, v in self._specs.items() if v
+                        for specs in [np.array(v, np.int64)]}
 
     def _slot(self, a: Arg, position: int, like: ProfileStore, cache: dict[Any, Any]
               ) -> tuple[int, Any]:
         kind = a.ref[0] if a.kind == "stack" else a.kind
         if kind in _TIMED_ROWS:  # (by position: hashing an Arg hashes its IR)
-            return self._TIMED, (position, a)
+            conditions = [r[0] for r in a.ref[1]] if a.kind == "stack" else [a.ref[0]]
+            try:
+                specs = [spec_of(c, strict=True) for c in conditions]
+            except ValueError:
+                return self._TIMED, (position, a, None)
+            first = len(self._specs[kind])
+            self._specs[kind] += specs
+            rows = (np.arange(first, first + len(specs)) if a.kind == "stack" else first)
+            return self._TIMED, (position, a, rows)
         if kind in ("param", "array") or kind in _FROM_DICTIONARY:
             return self._FIXED, _value(a, like, 0, {}, cache)
         if a.kind == "stack":  # one value per instance of a shape, stacked per call
@@ -124,7 +139,7 @@ class OneBinder:
         """The arguments for ``profile`` whose event views are ``parts`` (`store.
         one_profile.Part` s by view key, at least those `views` names) at ``now_ms``."""
         if now_ms != self._now:
-            self._now, self._timed = now_ms, {}
+            self._now, self._timed, self._rows = now_ms, {}, {}
         out = []
         for slot in self._slots:  # (the common kinds inline: a call per argument costs)
             mode, x = slot
@@ -164,10 +179,21 @@ class OneBinder:
             return rebased
         if mode == self._STACK:
             return np.stack([self._bound(y, profile, parts, segments) for y in x])
-        value = self._timed.get(x[0])
+        position, a, rows = x
+        value = self._timed.get(position)
         if value is None:
-            value = self._timed[x[0]] = _value(x[1], None, self._now, segments,  # type: ignore[arg-type]
-                                               {})
+            if rows is None:
+                value = _value(a, None, self._now, segments, {})  # type: ignore[arg-type]
+            else:
+                kind = a.ref[0] if a.kind == "stack" else a.kind
+                bound = self._rows.get(kind)
+                if bound is None:
+                    specs, hows = self._bounds[kind]
+                    bound = self._rows[kind] = bind_rows(
+                        specs, hows, np.array([self._now], np.int64), _TIMED_ROWS[kind],
+                        _NO_GATES, _NO_GATES)[:, 0]
+                value = bound[rows]
+            self._timed[position] = value
         return value
 
 
