@@ -519,6 +519,46 @@ def test_purchase_enters_then_exits_exactly_seven_days_later() -> None:
     assert s.advance(NOW + 61 * DAY) == []
 
 
+WHENS = [  # time conditions of every form, on `now`, the calendar and fixed instants
+    "< 7 days before now", "<= 30 days before now", "= 3 hours before now", "= 0 days before now",
+    "> 1 month before now", "= 1 month before now", "< 2 days after now", "< 1 day from now",
+    "< 3 days before today", "<= 1 week after last week", "today", "yesterday", "last month",
+    "this month", "before today", "after @2024-01-01T00:00:00Z", "on date(2024, 2, 29)",
+    "between last month and today", "between @2024-01-01T00:00:00Z and now",
+    ">= 2 years before now", "!= 5 minutes before now",
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(at=typed.at_instants(), later=st.integers(0, 400 * DAY))
+def test_one_binder_binds_windows_as_one_by_one(at: int, later: int) -> None:
+    """`OneBinder` binds all windows of a kernel in one `bind_rows` call per instant; each
+    must equal what binding it alone gives (`bind`), alone and stacked (a shape's
+    instances), at each of two instants (its values are per instant)."""
+    from engine import ir
+    from engine.binding import OneBinder, bind
+    from engine.codegen import Arg
+    from engine.types import Special
+
+    store = b10_like([])
+    conds, periods = [], []
+    for when in WHENS:
+        tree = engine.check(f"xEvent[timestamp occurs {when}].count() > 0", store.schema)
+        conds += [n for n in ir.walk(tree) if isinstance(n, ir.TimeCond)]
+        periods += [n for n in ir.walk(tree) if n.dtype is Special.PERIOD]
+    assert len(conds) == len(WHENS) and len(periods) >= 5
+    args = [Arg(f"w{k}", kind, (c,)) for k, c in enumerate(conds)
+            for kind in ("window", "window_bounds")]
+    args += [Arg(f"p{k}", "period", (p,)) for k, p in enumerate(periods)]
+    args += [Arg("stack", "stack", ("window", tuple((c,) for c in conds)))]
+    binder = OneBinder(tuple(args), store)
+    for now in (at, at + later):
+        got = binder(0, {}, now, {})
+        want = bind(tuple(args), store, now, {}, {})
+        for a, x, y in zip(args, got, want, strict=True):
+            assert np.array_equal(x, y), (a.kind, a.ref[0] if a.kind != "stack" else "", now)
+
+
 @pytest.mark.parametrize("path", ["one-event", "general"])
 def test_new_events_void_the_changes_computed_ahead(path: str) -> None:
     """An advance evaluates a due profile's timeline a day past its end (`_AHEAD_MS`); the
