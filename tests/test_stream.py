@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 import engine
+from engine import stream as stream_module
 from engine import timers as timers_module
 from engine.analysis import history
 from engine.codegen import CompileError
@@ -698,8 +699,15 @@ def test_new_profile_and_segment_reference() -> None:
         (77, "recent", "exited"), (77, "not_recent", "realized")}
 
 
-def test_session_equals_batch_engine_on_b10(tmp_path: Any) -> None:
-    """The literal invariant with the batch engine (not the reference) on B10 data."""
+@pytest.mark.parametrize("few", [0, 64])
+def test_session_equals_batch_engine_on_b10(tmp_path: Any, few: int) -> None:
+    """The literal invariant with the batch engine (not the reference) on B10 data; the
+    session's bitmaps following changes one by one (up to ``few``), or as arrays."""
+    with mock.patch.object(stream_module, "_FEW_PAIRS", few):
+        _session_equals_batch_engine_on_b10()
+
+
+def _session_equals_batch_engine_on_b10() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benches"))
     from store.synth import B10_NOW_MS, generate_b10
     from workloads import b10_segments

@@ -535,9 +535,17 @@ class StreamSession:
         if new is not None:
             rows = self._dense[old]
             self._dense[new] = rows
-            for k in np.flatnonzero(rows.any(axis=0)).tolist():  # the segments they are in
+            segments = np.flatnonzero(rows.any(axis=0)).tolist()  # the segments they are in
+            few = len(old) * len(segments) <= _FEW_PAIRS  # (a login's: see `_follow`)
+            for k in segments:
                 moved = rows[:, k].astype(bool)
                 bm = self._members[self._names[k]]
+                if few:
+                    for o in old[moved].tolist():
+                        bm.discard(o)
+                    for n in new[moved].tolist():
+                        bm.add(n)
+                    continue
                 bm -= BitMap(old[moved].astype(np.uint32))
                 bm |= BitMap(new[moved].astype(np.uint32))
         self._dense[old] = 0
@@ -711,6 +719,14 @@ class StreamSession:
     def _follow(self, index: np.ndarray, cols: np.ndarray) -> None:
         """The bitmaps brought to the dense state, for the (profile, segment column) pairs
         ``index``, ``cols`` that changed."""
+        if len(cols) <= _FEW_PAIRS:  # one profile's changes (a login's): no arrays to build
+            dense, members, names = self._dense, self._members, self._names
+            for p, c in zip(index.tolist(), cols.tolist(), strict=True):
+                if dense[p, c]:
+                    members[names[c]].add(p)
+                else:
+                    members[names[c]].discard(p)
+            return
         order = np.argsort(cols, kind="stable")
         cols, index = cols[order], index[order]
         cuts = np.flatnonzero(np.diff(cols)) + 1
@@ -840,6 +856,7 @@ class StreamSession:
         self.close()
 
 
+_FEW_PAIRS = 64  # `_follow`: up to this many changes, a bitmap call each beats building arrays
 _CHUNK_ROWS = 1 << 14  # timeline rows per kernel call: their bound windows take ~5 KB a row
 # How far past the end of an `advance` call a due profile's timeline is evaluated (never
 # past a held event or a midnight that re-evaluates every profile): a clock moved in small
