@@ -316,7 +316,7 @@ class IdentityGraph:
             at = operator.index(at)
         self._calls[len(self._calls)] = (
             f'["observe",{at},{_quote(source)},[{",".join(logged)}]]')
-        out = Observation(-1, [], [], [], [], blocked)
+        out = Observation(-1, [], [], [], [], blocked)  # (positional: no default factories)
         if not keys:
             return out
         graph_of, seen = self._graph, self._seen
