@@ -46,9 +46,9 @@ class BareUnion:
                 graph[i] = into
             self.members[into] += moved
 
-    def people(self) -> set[frozenset[str]]:
-        """Each graph's identity keys."""
-        name = {i: key for key, i in self.ids.items()}
+    def people(self) -> set[frozenset[tuple[str, str]]]:
+        """Each graph's identities, as (namespace, value)."""
+        name = {i: tuple(key.split("\x1f", 1)) for key, i in self.ids.items()}
         return {frozenset(name[i] for i in m) for m in self.members.values()}
 
 

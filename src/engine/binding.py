@@ -97,8 +97,11 @@ class OneBinder:
         self._rows: dict[str, np.ndarray] = {}
         cache: dict[Any, Any] = {}
         self._slots = [self._slot(a, k, like, cache) for k, a in enumerate(args)]
-        self._bounds = {k: (specs, how_of(specs)) for k, v in self._specs.items() if v
-                        for specs in [np.array(v, np.int64)]}
+        self._bounds: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # (specs, how_of) per kind
+        for kind, listed in self._specs.items():
+            if listed:
+                specs = np.array(listed, np.int64)
+                self._bounds[kind] = specs, how_of(specs)
 
     def _slot(self, a: Arg, position: int, like: ProfileStore, cache: dict[Any, Any]
               ) -> tuple[int, Any]:

@@ -532,23 +532,13 @@ class StreamSession:
 
     def _move(self, old: np.ndarray, new: np.ndarray | None) -> None:
         """Retire profiles ``old``; their memberships go to ``new`` (None: nowhere)."""
-        if new is not None:
-            rows = self._dense[old]
-            self._dense[new] = rows
-            segments = np.flatnonzero(rows.any(axis=0)).tolist()  # the segments they are in
-            few = len(old) * len(segments) <= _FEW_PAIRS  # (a login's: see `_follow`)
-            for k in segments:
-                moved = rows[:, k].astype(bool)
-                bm = self._members[self._names[k]]
-                if few:
-                    for o in old[moved].tolist():
-                        bm.discard(o)
-                    for n in new[moved].tolist():
-                        bm.add(n)
-                    continue
-                bm -= BitMap(old[moved].astype(np.uint32))
-                bm |= BitMap(new[moved].astype(np.uint32))
+        rows = self._dense[old]
         self._dense[old] = 0
+        if new is not None:
+            self._dense[new] = rows
+            # Both ends of every membership that moved follow the dense state.
+            who, cols = np.nonzero(rows)
+            self._follow(np.concatenate([old[who], new[who]]), np.concatenate([cols, cols]))
         self._next[old] = NEVER
         self._retired[old] = True
         self._stamp[old] += 1
